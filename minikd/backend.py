@@ -1,0 +1,110 @@
+"""Which array module does the work: NumPy on the CPU or CuPy on a CUDA GPU.
+
+The rest of the engine never imports NumPy or CuPy itself. It receives the
+array module -- called ``xp`` after the CuPy user guide -- in one of two ways:
+
+* from the arrays it is given: ``xp = get_xp(x)``;
+* as an argument where new arrays are created: ``Dense(..., xp=xp)``.
+
+There is no global "current backend": two models on two devices can live in
+one process, and a reader always sees where an array comes from.
+
+Host/device transfers are explicit (``to_device`` / ``to_host``) and happen in
+the training loop only, once per run for the data and once per logging
+interval for the numbers a person reads.
+"""
+from __future__ import annotations
+
+import numpy
+
+BACKENDS = ("numpy", "cupy", "auto")
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot be used here (one sentence says why)."""
+
+
+def _cupy_or_reason():
+    """Return (cupy module, None) if CuPy works with a visible CUDA device,
+    else (None, reason) where reason is one plain sentence."""
+    try:
+        import cupy  # noqa: WPS433 (optional dependency, imported lazily)
+    except ImportError:
+        return None, ("CuPy is not installed: install it with "
+                      "`pip install -e \".[gpu]\"` (CUDA 12) or "
+                      "`pip install cupy-cuda13x` (CUDA 13), or use --backend numpy.")
+    except Exception as exc:  # a broken CUDA install raises other errors on import
+        return None, f"CuPy failed to import ({type(exc).__name__}: {exc}); use --backend numpy."
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return None, (f"CuPy is installed but no CUDA device is usable "
+                      f"({type(exc).__name__}); use --backend numpy.")
+    if n_devices < 1:
+        return None, "CuPy is installed but no CUDA device is visible; use --backend numpy."
+    return cupy, None
+
+
+def get_backend(name: str = "auto"):
+    """Return the array module for ``name`` in {"numpy", "cupy", "auto"}.
+
+    "auto" picks CuPy when it imports and sees a CUDA device, else NumPy.
+    "cupy" where that is impossible raises BackendError with one sentence.
+    """
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}.")
+    if name == "numpy":
+        return numpy
+    cupy, reason = _cupy_or_reason()
+    if cupy is not None:
+        return cupy
+    if name == "auto":
+        return numpy
+    raise BackendError(reason)
+
+
+def get_xp(*arrays):
+    """The array module of ``arrays`` (numpy unless one of them is a CuPy array)."""
+    for a in arrays:
+        if type(a).__module__.startswith("cupy"):
+            import cupy
+            return cupy
+    return numpy
+
+
+def is_cupy(xp) -> bool:
+    return getattr(xp, "__name__", "") == "cupy"
+
+
+def backend_name(xp) -> str:
+    return "cupy" if is_cupy(xp) else "numpy"
+
+
+def make_rng(xp, seed):
+    """A seeded random generator on the backend ``xp``.
+
+    NumPy: ``numpy.random.Generator`` (PCG64). CuPy: ``cupy.random.Generator``
+    (XORWOW). The same seed gives a reproducible stream on one backend; the two
+    backends' streams differ.
+    """
+    return xp.random.default_rng(seed)
+
+
+def to_device(x, xp, dtype=None):
+    """Copy a host (NumPy) array to the backend ``xp`` (no-op for NumPy)."""
+    if dtype is not None:
+        x = numpy.asarray(x, dtype=dtype)
+    return xp.asarray(x)
+
+
+def to_host(x):
+    """A NumPy array (or Python scalar passthrough) from any backend's array."""
+    if hasattr(x, "get"):
+        return x.get()
+    return numpy.asarray(x)
+
+
+def synchronize(xp):
+    """Wait for queued GPU work (for honest timings); nothing to do on NumPy."""
+    if is_cupy(xp):
+        xp.cuda.Stream.null.synchronize()

@@ -1,0 +1,198 @@
+"""Layers with hand-written forward and backward passes.
+
+Every layer follows one contract:
+
+* ``forward(x, *, train)`` returns the output and keeps what ``backward`` needs;
+* ``backward(dy)`` takes dL/d(output), fills ``self.grads`` (overwriting, never
+  accumulating) and returns dL/d(input).
+
+Parameters live in ``self.params`` and their gradients in ``self.grads``, both
+dicts keyed by name ("W", "b"), so the optimizer can walk them without knowing
+the layer. Shapes: a batch of N rows; x is (N, n_in), y is (N, n_out).
+"""
+from __future__ import annotations
+
+from .backend import get_backend, get_xp
+
+
+class Layer:
+    """A layer without parameters; subclasses override forward/backward."""
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+
+    def forward(self, x, *, train):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, dy):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Dense(Layer):
+    """Affine map  y = x @ W + b.
+
+    x: (N, n_in)   W: (n_in, n_out)   b: (n_out,)   y: (N, n_out)
+
+    dL/dW = x.T @ dy        (n_in, n_out)
+    dL/db = sum_n dy[n]     (n_out,)
+    dL/dx = dy @ W.T        (N, n_in)
+
+    Weights start from N(0, init_std^2) (0.01 in Hinton et al. 2012), biases
+    at 0. ``max_norm`` (None or a float) is read by the optimizer: it bounds
+    the Euclidean length of each column W[:, j] -- the incoming weights of
+    output unit j, bias excluded -- after every update.
+    """
+
+    def __init__(self, n_in, n_out, *, rng, xp=None, dtype="float32", init_std=0.01,
+                 max_norm=None):
+        super().__init__()
+        xp = xp if xp is not None else get_backend("numpy")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.max_norm = max_norm
+        self.params["W"] = (rng.standard_normal((self.n_in, self.n_out), dtype=dtype)
+                            * init_std).astype(dtype, copy=False)
+        self.params["b"] = xp.zeros(self.n_out, dtype=dtype)
+        self.x = None
+
+    def forward(self, x, *, train):
+        self.x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy):
+        self.grads["W"] = self.x.T @ dy
+        self.grads["b"] = dy.sum(axis=0)
+        return dy @ self.params["W"].T
+
+    def __repr__(self):
+        return f"Dense({self.n_in}, {self.n_out}, max_norm={self.max_norm})"
+
+
+class ReLU(Layer):
+    """y = max(x, 0) elementwise.
+
+    dL/dx = dL/dy * [x > 0]   (the kink at 0 gets gradient 0)
+    """
+
+    def forward(self, x, *, train):
+        self.positive = x > 0
+        return x * self.positive
+
+    def backward(self, dy):
+        return dy * self.positive
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability ``rate``
+    and scale the survivors by 1/(1 - rate), so evaluation is the identity.
+
+    train:  y = x * m,  m_i = [u_i >= rate] / (1 - rate),  u_i ~ U[0, 1)
+    eval:   y = x
+    dL/dx = dL/dy * m   (train)   or   dL/dy   (eval)
+
+    ``freeze_mask=True`` in forward reuses the previous mask: a gradient check
+    needs the same function at x + h and x - h.
+    """
+
+    def __init__(self, rate, *, rng):
+        super().__init__()
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
+        self.rate = float(rate)
+        self.rng = rng
+        self.mask = None
+
+    def forward(self, x, *, train, freeze_mask=False):
+        if not train or self.rate == 0.0:
+            self.mask = None
+            return x
+        if not (freeze_mask and self.mask is not None):
+            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.rate
+            self.mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.rate))
+        return x * self.mask
+
+    def backward(self, dy):
+        return dy if self.mask is None else dy * self.mask
+
+    def __repr__(self):
+        return f"Dropout({self.rate})"
+
+
+class Sequential(Layer):
+    """Layers applied in order; backward runs them in reverse.
+
+    forward:  y = f_k(... f_2(f_1(x)))
+    backward: dL/dx = J_1^T (J_2^T (... J_k^T dL/dy))   (the chain rule)
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.layers = list(layers)
+
+    def forward(self, x, *, train, freeze_mask=False):
+        for layer in self.layers:
+            if isinstance(layer, (Dropout, Sequential)):
+                x = layer.forward(x, train=train, freeze_mask=freeze_mask)
+            else:
+                x = layer.forward(x, train=train)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def dense_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    def parameters(self):
+        """(layer, name) for every parameter, in forward order."""
+        return [(layer, name) for layer in self.layers for name in layer.params]
+
+    def state_dict(self):
+        """{"<index>.<name>": array} for every parameter (for checkpoints)."""
+        return {f"{i}.{name}": arr for i, layer in enumerate(self.layers)
+                for name, arr in layer.params.items()}
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` into the parameters (shapes must match)."""
+        for i, layer in enumerate(self.layers):
+            for name, arr in layer.params.items():
+                key = f"{i}.{name}"
+                if key not in state:
+                    raise ValueError(f"parameter {key} is missing from the saved state")
+                new = state[key]
+                if tuple(new.shape) != tuple(arr.shape):
+                    raise ValueError(f"parameter {key} has shape {tuple(new.shape)}, "
+                                     f"the model expects {tuple(arr.shape)}")
+                xp = get_xp(arr)
+                arr[...] = xp.asarray(new, dtype=arr.dtype)
+
+    def __repr__(self):
+        return "Sequential(" + ", ".join(repr(layer) for layer in self.layers) + ")"
+
+
+def mlp(sizes, *, rng, xp=None, dtype="float32", input_dropout=0.0, hidden_dropout=0.0,
+        max_norm=None, init_std=0.01, dropout_rng=None):
+    """The paper's networks: Dense-ReLU(-Dropout) blocks and a final Dense.
+
+    sizes: (n_in, h_1, ..., h_k, n_classes), e.g. (784, 1200, 1200, 10).
+    ``max_norm`` is set on the hidden layers only (the incoming weights of
+    hidden units, Hinton et al. 2012); the output layer is unconstrained.
+    """
+    dropout_rng = dropout_rng if dropout_rng is not None else rng
+    layers = []
+    if input_dropout:
+        layers.append(Dropout(input_dropout, rng=dropout_rng))
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        hidden = i < len(sizes) - 2
+        layers.append(Dense(n_in, n_out, rng=rng, xp=xp, dtype=dtype, init_std=init_std,
+                            max_norm=max_norm if hidden else None))
+        if hidden:
+            layers.append(ReLU())
+            if hidden_dropout:
+                layers.append(Dropout(hidden_dropout, rng=dropout_rng))
+    return Sequential(*layers)
