@@ -1,0 +1,197 @@
+"""minikd.losses: values, exact gradients (float64 checks), stability, dtypes, bad input.
+
+References are computed independently with scipy.special on the host.
+"""
+import numpy
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.special import log_softmax as ref_log_softmax
+from scipy.special import softmax as ref_softmax
+
+from minikd.backend import to_host
+from minikd.gradcheck import check_gradient
+from minikd.losses import count_errors, cross_entropy, distillation_loss, log_softmax, softmax
+
+N, C = 4, 5
+TEMPERATURES = [1.0, 2.0, 5.0, 20.0]
+WEIGHTS = [(1.0, 1.0), (0.3, 0.7)]  # (hard_weight, soft_weight)
+
+
+def host(seed, shape=(N, C), scale=1.0):
+    return numpy.random.default_rng(seed).standard_normal(shape) * scale
+
+
+def labels_host(seed=9):
+    return numpy.random.default_rng(seed).integers(0, C, size=N)
+
+
+def reference_loss_and_grad(z, v, y, T, hard_weight, soft_weight):
+    """The closed form, float64 on the host:
+    loss = sw T^2 mean_n(-sum_c q log p) + hw mean_n(-log softmax(z)_y)
+    grad = sw T (p - q) / N + hw (softmax(z) - onehot) / N
+    """
+    n = z.shape[0]
+    log_p, q = ref_log_softmax(z / T, axis=1), ref_softmax(v / T, axis=1)
+    loss = soft_weight * T**2 * -(q * log_p).sum() / n
+    grad = soft_weight * T * (numpy.exp(log_p) - q) / n
+    if y is not None:
+        onehot = numpy.eye(z.shape[1])[y]
+        loss += hard_weight * -ref_log_softmax(z, axis=1)[numpy.arange(n), y].sum() / n
+        grad += hard_weight * (ref_softmax(z, axis=1) - onehot) / n
+    return loss, grad
+
+
+# ---------------------------------------------------------------- values
+
+def test_softmax_and_log_softmax_match_scipy(xp):
+    z = host(0, scale=3.0)
+    for T in (0.5, 1.0, 4.0):
+        numpy.testing.assert_allclose(to_host(log_softmax(xp.asarray(z), T)),
+                                      ref_log_softmax(z / T, axis=1), rtol=1e-12)
+        numpy.testing.assert_allclose(to_host(softmax(xp.asarray(z), T)),
+                                      ref_softmax(z / T, axis=1), rtol=1e-12)
+
+
+def test_cross_entropy_value_and_gradient(xp):
+    z, y = host(0, scale=2.0), labels_host()
+    loss, grad = cross_entropy(xp.asarray(z), xp.asarray(y))
+    ref_loss, ref_grad = reference_loss_and_grad(z, z, y, 1.0, 1.0, 0.0)
+    assert numpy.ndim(to_host(loss)) == 0
+    numpy.testing.assert_allclose(to_host(loss), ref_loss, rtol=1e-12)
+    numpy.testing.assert_allclose(to_host(grad), ref_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_count_errors(xp):
+    logits = xp.asarray([[0.0, 1.0], [2.0, 1.0], [0.0, 3.0]])
+    assert int(count_errors(logits, xp.asarray([1, 1, 1]))) == 1
+
+
+# ---------------------------------------------------------------- float64 gradient checks
+
+def test_gradcheck_cross_entropy(xp):
+    z, y = xp.asarray(host(0, scale=2.0)), xp.asarray(labels_host())
+    _, grad = cross_entropy(z, y)
+    check_gradient(lambda: cross_entropy(z, y)[0], z, grad)
+
+
+@pytest.mark.parametrize("weights", WEIGHTS, ids=["w=1,1", "w=.3,.7"])
+@pytest.mark.parametrize("with_labels", [True, False], ids=["labels", "no-labels"])
+@pytest.mark.parametrize("T", TEMPERATURES)
+def test_gradcheck_distillation_loss(xp, T, with_labels, weights):
+    hard_weight, soft_weight = weights
+    z = xp.asarray(host(0, scale=2.0 * T))  # logits on the scale of T, so softmax(z/T) is not flat
+    v = xp.asarray(host(1, scale=2.0 * T))
+    y = xp.asarray(labels_host()) if with_labels else None
+
+    def loss():
+        return distillation_loss(z, v, y, temperature=T, hard_weight=hard_weight,
+                                 soft_weight=soft_weight)[0]
+
+    _, grad = distillation_loss(z, v, y, temperature=T, hard_weight=hard_weight,
+                                soft_weight=soft_weight)
+    check_gradient(loss, z, grad)
+
+
+@pytest.mark.parametrize("weights", WEIGHTS, ids=["w=1,1", "w=.3,.7"])
+@pytest.mark.parametrize("with_labels", [True, False], ids=["labels", "no-labels"])
+@pytest.mark.parametrize("T", TEMPERATURES)
+def test_distillation_near_1e3_matches_closed_form(xp, T, with_labels, weights):
+    """At |z| ~ 1e3 finite differences drown in rounding; compare with the closed form."""
+    hard_weight, soft_weight = weights
+    signs = numpy.random.default_rng(2).choice([-1.0, 1.0], size=(N, C))
+    z = signs * 1e3 + host(0, scale=10.0)
+    v = -signs * 1e3 + host(1, scale=10.0)
+    y = labels_host() if with_labels else None
+    loss, grad = distillation_loss(xp.asarray(z), xp.asarray(v), None if y is None else xp.asarray(y),
+                                   temperature=T, hard_weight=hard_weight, soft_weight=soft_weight)
+    ref_loss, ref_grad = reference_loss_and_grad(z, v, y, T, hard_weight, soft_weight)
+    assert numpy.isfinite(ref_loss) and numpy.isfinite(ref_grad).all()
+    numpy.testing.assert_allclose(to_host(loss), ref_loss, rtol=1e-10)
+    numpy.testing.assert_allclose(to_host(grad), ref_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_distillation_equals_its_parts(xp):
+    """labels=None is the soft term alone; adding labels adds hard_weight * cross_entropy."""
+    z, v, y = xp.asarray(host(0)), xp.asarray(host(1)), xp.asarray(labels_host())
+    soft, dsoft = distillation_loss(z, v, None, temperature=3.0, soft_weight=0.5)
+    hard, dhard = cross_entropy(z, y)
+    both, dboth = distillation_loss(z, v, y, temperature=3.0, soft_weight=0.5, hard_weight=2.0)
+    numpy.testing.assert_allclose(to_host(both), to_host(soft + 2.0 * hard), rtol=1e-12)
+    numpy.testing.assert_allclose(to_host(dboth), to_host(dsoft + 2.0 * dhard), rtol=1e-12)
+
+
+# ---------------------------------------------------------------- stability and dtypes
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("T", [0.5, 1.0, 7.0, 100.0])
+def test_finite_for_huge_logits(xp, dtype, T):
+    signs = numpy.random.default_rng(3).choice([-1.0, 1.0], size=(N, C))
+    z = xp.asarray((signs * 1e4).astype(dtype))
+    v = xp.asarray((-signs * 1e4).astype(dtype))
+    loss, grad = distillation_loss(z, v, xp.asarray(labels_host()), temperature=T)
+    assert numpy.isfinite(to_host(loss)) and numpy.isfinite(to_host(grad)).all()
+    loss, grad = cross_entropy(z, xp.asarray(labels_host()))
+    assert numpy.isfinite(to_host(loss)) and numpy.isfinite(to_host(grad)).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), scale=st.floats(1.0, 1e4),
+       T=st.floats(0.5, 100.0), dtype=st.sampled_from(["float32", "float64"]))
+def test_finite_for_random_logits(xp, seed, scale, T, dtype):
+    g = numpy.random.default_rng(seed)
+    z = xp.asarray(numpy.clip(g.standard_normal((N, C)) * scale, -1e4, 1e4).astype(dtype))
+    v = xp.asarray(numpy.clip(g.standard_normal((N, C)) * scale, -1e4, 1e4).astype(dtype))
+    loss, grad = distillation_loss(z, v, xp.asarray(labels_host()), temperature=T)
+    assert numpy.isfinite(to_host(loss)) and numpy.isfinite(to_host(grad)).all()
+    # each row of softmax(z/T) - q sums to 0; the hard part's row sums to 0 too
+    numpy.testing.assert_allclose(to_host(grad).sum(axis=1), 0.0, atol=1e-3 * (T + 1) / N)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtype_is_preserved(xp, dtype):
+    z, v, y = xp.asarray(host(0).astype(dtype)), xp.asarray(host(1)), xp.asarray(labels_host())
+    for loss, grad in (cross_entropy(z, y), distillation_loss(z, v, y, temperature=2.0),
+                       distillation_loss(z, v.astype(dtype), None, temperature=2.0)):
+        assert to_host(loss).dtype == to_host(grad).dtype == numpy.dtype(dtype)
+    assert log_softmax(z, 3.0).dtype == softmax(z, 3.0).dtype == numpy.dtype(dtype)
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("bad", [-1, C, C + 7])
+def test_label_outside_range(xp, bad):
+    z, v = xp.asarray(host(0)), xp.asarray(host(1))
+    y = labels_host()
+    y[2] = bad
+    with pytest.raises(ValueError, match=f"label {bad} is outside"):
+        cross_entropy(z, xp.asarray(y))
+    with pytest.raises(ValueError, match=f"label {bad} is outside"):
+        distillation_loss(z, v, xp.asarray(y), temperature=2.0)
+
+
+@pytest.mark.parametrize("T", [0.0, -1.0, float("nan")])
+def test_bad_temperature(xp, T):
+    z, v = xp.asarray(host(0)), xp.asarray(host(1))
+    with pytest.raises(ValueError, match="temperature"):
+        distillation_loss(z, v, None, temperature=T)
+
+
+def test_teacher_student_shape_mismatch(xp):
+    z, v = xp.asarray(host(0)), xp.asarray(host(1, shape=(N, C + 1)))
+    with pytest.raises(ValueError, match="same shape"):
+        distillation_loss(z, v, None, temperature=2.0)
+
+
+def test_label_count_mismatch(xp):
+    z, v = xp.asarray(host(0)), xp.asarray(host(1))
+    y = xp.asarray(labels_host()[:-1])
+    with pytest.raises(ValueError, match="labels for"):
+        cross_entropy(z, y)
+    with pytest.raises(ValueError, match="labels for"):
+        distillation_loss(z, v, y, temperature=2.0)
+
+
+def test_labels_must_be_integers(xp):
+    with pytest.raises(ValueError, match="integers"):
+        cross_entropy(xp.asarray(host(0)), xp.asarray(labels_host().astype("float64")))
