@@ -87,14 +87,22 @@ def backend_name(xp) -> str:
     return "cupy" if is_cupy(xp) else "numpy"
 
 
-def make_rng(xp, seed):
+def make_rng(xp, seed, *keys):
     """A seeded random generator on the backend ``xp``.
+
+    ``keys`` (non-negative ints) derive independent streams from one seed,
+    e.g. ``make_rng(xp, seed, stage, epoch)``: the training loop gives every
+    epoch its own generator, so a resumed run draws exactly what an
+    uninterrupted one would without saving any generator state.
 
     NumPy: ``numpy.random.Generator`` (PCG64). CuPy: ``cupy.random.Generator``
     (XORWOW). The same seed gives a reproducible stream on one backend; the two
     backends' streams differ.
     """
-    return xp.random.default_rng(seed)
+    seq = numpy.random.SeedSequence([int(seed), *map(int, keys)])
+    if xp is numpy:
+        return numpy.random.default_rng(seq)
+    return xp.random.default_rng(int(seq.generate_state(1, dtype=numpy.uint64)[0] >> 1))
 
 
 def to_device(x, xp, dtype=None):

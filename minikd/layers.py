@@ -110,8 +110,7 @@ class Dropout(Layer):
             self.mask = None
             return x
         if not (freeze_mask and self.mask is not None):
-            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.rate
-            self.mask = keep.astype(x.dtype) * (1.0 / (1.0 - self.rate))
+            self.mask = dropout_mask(self.rng, x.shape, self.rate, x.dtype)
         return x * self.mask
 
     def backward(self, dy):
@@ -119,6 +118,31 @@ class Dropout(Layer):
 
     def __repr__(self):
         return f"Dropout({self.rate})"
+
+
+def dropout_mask(rng, shape, rate, dtype):
+    """Inverted-dropout mask: 0 with probability ``rate``, else 1/(1 - rate).
+
+    On NumPy the draw is 16-bit integers u compared with round(rate * 2^16),
+    about 3x cheaper than float draws; the rate is thereby rounded to a
+    multiple of 1/65536 (0.2 -> 0.19999695) and the scale uses that exact
+    rate, so E[mask] = 1 stays exact. On CuPy it is a float draw u >= rate.
+    """
+    if get_xp_of_rng(rng) == "numpy":
+        threshold = int(round(rate * 65536))
+        keep = rng.integers(0, 65536, size=shape, dtype="uint16") >= threshold
+        scale = 65536.0 / (65536 - threshold)
+    else:
+        keep = rng.random(shape, dtype=dtype) >= rate
+        scale = 1.0 / (1.0 - rate)
+    mask = keep.astype(dtype)
+    mask *= scale
+    return mask
+
+
+def get_xp_of_rng(rng):
+    """"numpy" or "cupy": which library a random generator belongs to."""
+    return "cupy" if type(rng).__module__.startswith("cupy") else "numpy"
 
 
 class Sequential(Layer):

@@ -124,6 +124,8 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
                              f"{tuple(student_logits.shape)} must have the same shape")
+        if labels is not None:
+            check_labels(labels, student_logits.shape[1], student_logits.shape[0])
     t = float(temperature)
     n = student_logits.shape[0]
     log_p = log_softmax(student_logits, t)
@@ -135,7 +137,7 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
     dlogits -= q
     dlogits *= soft_weight * t / n
     if labels is not None and hard_weight != 0.0:
-        hard, dhard = cross_entropy(student_logits, labels, check=check)
+        hard, dhard = cross_entropy(student_logits, labels, check=False)
         loss = loss + hard_weight * hard
         dhard *= hard_weight
         dlogits += dhard

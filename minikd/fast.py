@@ -1,0 +1,171 @@
+"""A fused CPU training step for the paper's MLPs: the same arithmetic as
+``Trainer.reference_step``, rearranged for speed. Read layers.py, losses.py
+and optim.py first: this file only reorders what they do.
+
+What changes, and why it is allowed:
+
+1. **Momentum folded into the weight-gradient product.** BLAS computes
+   C <- alpha * A @ B + beta * C in one pass, so the 2012 update
+
+       v <- p * v - (1 - p) * eps * (a^T @ d)
+
+   is a single gemm with alpha = -(1 - p) * eps, beta = p, C = v. The
+   reference path instead writes the gradient, then reads it back twice.
+2. **One BLAS for every product.** SciPy's ``sgemm`` exposes beta, but SciPy
+   ships its own OpenBLAS, separate from NumPy's; alternating the two inside
+   one step makes two thread pools fight over the cores (about 5x slower on a
+   2-core machine). So every product of the step goes through ``sgemm``.
+3. **Preallocated buffers, in-place activations and masks.** No array is
+   allocated per step except the dropout draws and the small loss arrays.
+4. **Weights updated as soon as their layer's backward is done**, after the
+   input gradient of that layer has been computed with the old weights, so
+   the result is the one the two-phase reference computes.
+
+BLAS calls take column-major matrices. A C-ordered (row-major) array X seen
+as ``X.T`` is a column-major X^T, so a row-major C = op(A) op(B) is computed as
+the column-major C^T = op(B)^T op(A)^T: ``sgemm(alpha, B.T, A.T, beta, C.T)``.
+The fused step covers float32 NumPy models built by ``layers.mlp``; anything
+else (CuPy, float64, other layer orders) uses the reference step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import Dense, Dropout, ReLU, dropout_mask
+
+try:  # SciPy comes with scikit-learn; without it the step still works, slower.
+    from scipy.linalg.blas import sgemm as _sgemm
+except ImportError:  # pragma: no cover - scipy is a dependency of scikit-learn
+    _sgemm = None
+
+
+def gemm(alpha, a, b, beta, c, *, trans_a=False, trans_b=False):
+    """Row-major c <- alpha * op(a) @ op(b) + beta * c, in place, float32.
+
+    op(x) is x.T when trans_x is set. a, b, c must be C-contiguous.
+    """
+    if _sgemm is not None:
+        _sgemm(alpha, b.T, a.T, beta, c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=1)
+        return c
+    prod = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    if beta == 0.0:
+        np.multiply(prod, alpha, out=c)
+    else:
+        c *= beta
+        prod *= alpha
+        c += prod
+    return c
+
+
+def _parse(model):
+    """(input Dropout or None, [(Dense, Dropout or None)] hidden, output Dense) or None."""
+    layers = list(model.layers)
+    in_drop = None
+    if layers and isinstance(layers[0], Dropout):
+        in_drop = layers.pop(0)
+    hidden = []
+    while len(layers) > 1:
+        if not (isinstance(layers[0], Dense) and isinstance(layers[1], ReLU)):
+            return None
+        dense = layers[0]
+        layers = layers[2:]
+        drop = None
+        if layers and isinstance(layers[0], Dropout):
+            drop = layers.pop(0)
+        hidden.append((dense, drop))
+    if len(layers) != 1 or not isinstance(layers[0], Dense):
+        return None
+    return in_drop, hidden, layers[0]
+
+
+class FusedStep:
+    """Callable ``step(xb, yb, loss_fn) -> loss`` equal to the reference step.
+
+    ``loss_fn(logits) -> (loss, dlogits)`` supplies the loss, so the same
+    fused step trains the teacher, the student and the distilled student.
+    """
+
+    @staticmethod
+    def supports(model, xp):
+        if xp is not np or _parse(model) is None:
+            return False
+        return all(w.dtype == np.float32 and w.flags.c_contiguous
+                   for layer in model.layers for w in layer.params.values())
+
+    def __init__(self, model, optimizer):
+        self.in_drop, self.hidden, self.out = _parse(model)
+        self.opt = optimizer
+        self.dense = [d for d, _ in self.hidden] + [self.out]
+        index = {id(layer): i for i, layer in enumerate(optimizer.layers)}
+        self.velocity = [optimizer.velocity[index[id(d)]] for d in self.dense]
+        self._buffers = {}
+
+    def buffers(self, n):
+        """Activations and input-gradients for a batch of n rows (made once per n)."""
+        if n not in self._buffers:
+            f32 = np.float32
+            self._buffers[n] = {
+                "x": np.empty((n, self.dense[0].n_in), f32),
+                "a": [np.empty((n, d.n_out), f32) for d in self.dense[:-1]],
+                "keep": [np.empty((n, d.n_out), bool) for d in self.dense[:-1]],
+                "d": [np.empty((n, d.n_out), f32) for d in self.dense[:-1]],
+                "logits": np.empty((n, self.out.n_out), f32),
+            }
+        return self._buffers[n]
+
+    def __call__(self, xb, yb, loss_fn):
+        n = xb.shape[0]
+        buf = self.buffers(n)
+        # ---- forward: keep every layer's input (after dropout) for backward
+        a = xb
+        if self.in_drop is not None and self.in_drop.rate > 0:
+            mask = dropout_mask(self.in_drop.rng, xb.shape, self.in_drop.rate, np.float32)
+            a = np.multiply(xb, mask, out=buf["x"])
+        inputs, masks = [a], []
+        for (dense, drop), h in zip(self.hidden, buf["a"]):
+            gemm(1.0, a, dense.params["W"], 0.0, h)
+            h += dense.params["b"]
+            np.maximum(h, 0.0, out=h)
+            mask = None
+            if drop is not None and drop.rate > 0:
+                mask = dropout_mask(drop.rng, h.shape, drop.rate, np.float32)
+                h *= mask
+            masks.append(mask)
+            inputs.append(h)
+            a = h
+        logits = gemm(1.0, a, self.out.params["W"], 0.0, buf["logits"])
+        logits += self.out.params["b"]
+        loss, d = loss_fn(logits)
+
+        # ---- backward and update, top layer first
+        opt = self.opt
+        p = opt.p
+        c = -(1.0 - p) * opt.eps if opt.rule == "hinton2012" else -opt.eps
+        for i in range(len(self.dense) - 1, -1, -1):
+            dense, vel, a = self.dense[i], self.velocity[i], inputs[i]
+            W, b = dense.params["W"], dense.params["b"]
+            gemm(c, a, d, p, vel["W"], trans_a=True)        # v_W <- p v_W + c a^T d
+            vel["b"] *= p
+            vel["b"] += c * d.sum(axis=0)
+            d_below = None
+            if i > 0:
+                d_below = gemm(1.0, d, W, 0.0, buf["d"][i - 1], trans_b=True)  # d W^T, old W
+                # through Dropout (mask) and ReLU ([z > 0]); the kept input a > 0 iff both pass
+                if masks[i - 1] is not None:
+                    d_below *= masks[i - 1]
+                keep = np.greater(a, 0.0, out=buf["keep"][i - 1])
+                d_below *= keep
+            W += vel["W"]
+            b += vel["b"]
+            if dense.max_norm is not None:
+                self._max_norm(W, dense.max_norm)
+            d = d_below
+        return loss
+
+    @staticmethod
+    def _max_norm(W, limit):
+        """optim.max_norm_ without temporaries: rescale only when a column is too long."""
+        sq = np.einsum("ij,ij->j", W, W)
+        if sq.max() > limit * limit:
+            scale = np.minimum(1.0, limit / np.sqrt(np.maximum(sq, 1e-30))).astype(np.float32)
+            W *= scale

@@ -1,0 +1,232 @@
+"""The training loop: the one place where data crosses between host and device.
+
+    data -> model.forward -> loss (+ gradient) -> model.backward -> optimizer.step
+
+One ``StageConfig`` describes a whole training stage (teacher, student or
+distilled student): architecture, regularisation, schedule and loss. The loop
+
+* moves the data to the backend once, before the first epoch;
+* gives every epoch its own random generator, seeded by (seed, epoch), for the
+  shuffle, the jitter and the dropout masks -- so a run resumed at epoch k
+  draws exactly what an uninterrupted run would;
+* reads numbers back to the host once per epoch (loss, test errors), never per
+  step, so a GPU never waits on Python;
+* stops with ``DivergenceError`` when the epoch's loss is NaN or infinite.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from .backend import backend_name, make_rng, synchronize, to_host
+
+from .layers import Dropout, mlp
+from .losses import check_labels, cross_entropy, distillation_loss
+from .optim import ExponentialDecay, LinearRamp, MomentumSGD
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class StageConfig:
+    """Everything that defines one training stage (saved with its checkpoint)."""
+    name: str
+    sizes: tuple                  # (n_in, hidden..., n_classes)
+    epochs: int
+    batch_size: int = 100
+    input_dropout: float = 0.0
+    hidden_dropout: float = 0.0
+    max_norm: Optional[float] = None   # bound on each hidden unit's incoming weight length
+    jitter: int = 0                    # max translation in pixels (0 = none)
+    image_shape: tuple = (28, 28)
+    lr: float = 1.0                    # eps_0
+    lr_decay: float = 0.998            # eps_t = eps_0 * lr_decay ** t
+    momentum_start: float = 0.5
+    momentum_end: float = 0.99
+    momentum_ramp: float = 500         # epochs from momentum_start to momentum_end
+    rule: str = "hinton2012"
+    init_std: float = 0.01
+    temperature: float = 20.0          # used when distilling
+    hard_weight: float = 1.0
+    soft_weight: float = 1.0
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        d = asdict(self)
+        d["sizes"] = list(self.sizes)
+        d["image_shape"] = list(self.image_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        d["sizes"] = tuple(d["sizes"])
+        d["image_shape"] = tuple(d["image_shape"])
+        return cls(**d)
+
+
+def build_model(cfg: StageConfig, xp):
+    """The stage's network, weights drawn from a generator seeded by cfg.seed."""
+    rng = make_rng(xp, cfg.seed, 0)
+    return mlp(cfg.sizes, rng=rng, xp=xp, input_dropout=cfg.input_dropout,
+               hidden_dropout=cfg.hidden_dropout, max_norm=cfg.max_norm, init_std=cfg.init_std)
+
+
+def build_optimizer(cfg: StageConfig, model):
+    return MomentumSGD(model, lr=ExponentialDecay(cfg.lr, cfg.lr_decay),
+                       momentum=LinearRamp(cfg.momentum_start, cfg.momentum_end, cfg.momentum_ramp),
+                       rule=cfg.rule)
+
+
+def predict_logits(model, x, batch_size=2000):
+    """Eval-mode logits for x (N, D) on the model's backend, in chunks."""
+    chunks = [model.forward(x[i:i + batch_size], train=False) for i in range(0, x.shape[0], batch_size)]
+    if len(chunks) == 1:
+        return chunks[0]
+    xp = _xp_of(x)
+    return xp.concatenate(chunks, axis=0)
+
+
+def count_test_errors(model, x, y, batch_size=2000):
+    """Misclassified rows of (x, y), as a 0-d device array (no host read)."""
+    total = 0
+    for i in range(0, x.shape[0], batch_size):
+        logits = model.forward(x[i:i + batch_size], train=False)
+        total = total + (logits.argmax(axis=1) != y[i:i + batch_size]).sum()
+    return total
+
+
+def _xp_of(x):
+    from .backend import get_xp
+    return get_xp(x)
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    loss: float
+    test_errors: int
+    sec: float          # wall time of the training pass alone
+    lr: float
+    momentum: float
+
+
+class Trainer:
+    """Runs one stage. ``x_*`` are float (N, D) and ``y_*`` int (N,) arrays on
+    the backend ``xp``; ``soft_logits`` (N, C) are the teacher's cached logits
+    for the training rows (distillation only), indexed by the same row ids as
+    the batches, so shuffling cannot misalign them.
+
+    ``fast=True`` uses the fused CPU step of ``minikd.fast`` where it applies
+    (NumPy, float32); its numbers equal the reference step's to float32
+    rounding (tests/test_fast.py).
+    """
+
+    def __init__(self, cfg: StageConfig, xp, x_train, y_train, x_test, y_test, *,
+                 soft_logits=None, model=None, fast=False):
+        self.cfg, self.xp = cfg, xp
+        self.x_train, self.y_train = x_train, y_train
+        self.x_test, self.y_test = x_test, y_test
+        self.soft_logits = soft_logits
+        n_classes = cfg.sizes[-1]
+        # Labels are checked once here, so the per-step losses can skip the check
+        # (on CuPy it would cost a device-to-host read every step).
+        check_labels(y_train, n_classes)
+        check_labels(y_test, n_classes)
+        if soft_logits is not None and tuple(soft_logits.shape) != (x_train.shape[0], n_classes):
+            raise ValueError(f"teacher logits have shape {tuple(soft_logits.shape)}, expected "
+                             f"({x_train.shape[0]}, {n_classes}) for the transfer set")
+        if x_train.shape[1] != cfg.sizes[0]:
+            raise ValueError(f"inputs have {x_train.shape[1]} features, the model expects {cfg.sizes[0]}")
+        self.model = model if model is not None else build_model(cfg, xp)
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.start_epoch = 0
+        self.history: list[EpochLog] = []
+        self.step_impl = None
+        if fast:
+            from .fast import FusedStep
+            if FusedStep.supports(self.model, xp):
+                self.step_impl = FusedStep(self.model, self.optimizer)
+
+    # -- one step -----------------------------------------------------------------
+    def loss_and_grad(self, logits, idx, yb):
+        cfg = self.cfg
+        if self.soft_logits is None:
+            return cross_entropy(logits, yb, check=False)
+        labels = yb if cfg.hard_weight != 0.0 else None
+        return distillation_loss(logits, self.soft_logits[idx], labels, temperature=cfg.temperature,
+                                 hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
+                                 check=False)
+
+    def reference_step(self, xb, yb, idx):
+        """Forward, loss, backward, update: the readable path."""
+        logits = self.model.forward(xb, train=True)
+        loss, dlogits = self.loss_and_grad(logits, idx, yb)
+        self.model.backward(dlogits)
+        self.optimizer.step()
+        return loss
+
+    def batch_inputs(self, idx, rng):
+        xb = self.x_train[idx]
+        if self.cfg.jitter:
+            from .data import jitter as jitter_images
+            h, w = self.cfg.image_shape
+            xb = jitter_images(xb.reshape(-1, h, w), rng, max_shift=self.cfg.jitter).reshape(xb.shape)
+        return xb
+
+    # -- one epoch ----------------------------------------------------------------
+    def train_epoch(self, epoch):
+        """One pass over the training set; returns (mean loss as a 0-d device array, seconds)."""
+        xp, cfg = self.xp, self.cfg
+        rng = make_rng(xp, cfg.seed, 1, epoch)
+        for layer in self.model.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = rng
+        self.optimizer.set_epoch(epoch)
+        n = self.x_train.shape[0]
+        synchronize(xp)
+        t0 = time.perf_counter()
+        perm = rng.permutation(n)
+        loss_sum = xp.zeros((), dtype=self.x_train.dtype)
+        n_batches = 0
+        for start in range(0, n, cfg.batch_size):
+            idx = perm[start:start + cfg.batch_size]
+            xb = self.batch_inputs(idx, rng)
+            yb = self.y_train[idx]
+            if self.step_impl is not None:
+                loss = self.step_impl(xb, yb, lambda logits: self.loss_and_grad(logits, idx, yb))
+            else:
+                loss = self.reference_step(xb, yb, idx)
+            loss_sum += loss
+            n_batches += 1
+        synchronize(xp)
+        return loss_sum / n_batches, time.perf_counter() - t0
+
+    def fit(self, *, on_epoch: Optional[Callable[[EpochLog], None]] = None, eval_every=1):
+        """Train from ``self.start_epoch`` to ``cfg.epochs``; returns the history."""
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            loss, sec = self.train_epoch(epoch)
+            last = epoch == self.cfg.epochs - 1
+            loss_host = float(to_host(loss))  # one read per epoch
+            if loss_host != loss_host or loss_host in (float("inf"), float("-inf")):
+                raise DivergenceError(
+                    f"{self.cfg.name}: the training loss became {loss_host} at epoch {epoch + 1}; "
+                    f"the learning rate ({self.optimizer.eps:g}) is probably too high for this "
+                    f"schedule -- try a lower --lr (e.g. half of it)")
+            errors = -1
+            if last or (epoch + 1) % eval_every == 0:
+                errors = int(to_host(count_test_errors(self.model, self.x_test, self.y_test)))
+            log = EpochLog(epoch, loss_host, errors, sec, self.optimizer.eps, self.optimizer.p)
+            self.history.append(log)
+            self.start_epoch = epoch + 1
+            if on_epoch is not None:
+                on_epoch(log)
+        return self.history
+
+    @property
+    def backend(self):
+        return backend_name(self.xp)
