@@ -1,0 +1,141 @@
+"""scripts/bench.py and minikd/profile.py: the floor counts the right products,
+the bench runs end to end and writes the figures it documents.
+No timing is asserted: a benchmark measures speed, a test checks behaviour."""
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minikd import fast
+from minikd.profile import ProductFloor, epoch_batches, epoch_flops, step_products
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_step_of_the_teacher_has_8_products():
+    """3 forward, 3 weight-gradient, 2 input-gradient (the data needs no gradient)."""
+    prods = step_products((784, 1200, 1200, 10), 100)
+    assert len(prods) == 8
+    assert Counter(p.kind for p in prods) == {"forward": 3, "weight-grad": 3, "input-grad": 2}
+    assert not [p for p in prods if p.kind == "input-grad" and p.layer == 0]
+    # (m, k, n) of C (m, n) = A (m, k) @ B (k, n)
+    assert {(p.kind, p.layer): (p.m, p.k, p.n) for p in prods} == {
+        ("forward", 0): (100, 784, 1200), ("forward", 1): (100, 1200, 1200), ("forward", 2): (100, 1200, 10),
+        ("weight-grad", 0): (784, 100, 1200), ("weight-grad", 1): (1200, 100, 1200),
+        ("weight-grad", 2): (1200, 100, 10),
+        ("input-grad", 1): (100, 1200, 1200), ("input-grad", 2): (100, 10, 1200)}
+    weights = 784 * 1200 + 1200 * 1200 + 1200 * 10
+    assert sum(p.flops for p in prods) == 2 * 100 * (3 * weights - 784 * 1200)
+
+
+@pytest.mark.parametrize("sizes", [(5, 3), (5, 4, 3), (7, 6, 5, 4, 3)])
+def test_3L_minus_1_products_for_L_layers(sizes):
+    layers = len(sizes) - 1
+    assert len(step_products(sizes, 10)) == 3 * layers - 1
+
+
+def test_epoch_batches_and_flops():
+    assert epoch_batches(60000, 100) == [100] * 600
+    assert epoch_batches(250, 100) == [100, 100, 50]
+    sizes = (6, 4, 3)
+    assert epoch_flops(sizes, 250, 100) == sum(p.flops for b in (100, 100, 50) for p in step_products(sizes, b))
+
+
+@pytest.mark.parametrize("blas", ["numpy", "scipy"])
+def test_floor_computes_the_products_it_claims(blas):
+    """Each floor product writes op(A) @ op(B) into C: the floor does the real work."""
+    floor = ProductFloor((6, 5, 4, 3), 7, 7, blas=blas)
+    floor.step(7)
+    ops = floor._ops[7]
+    assert len(ops) == 8
+    for a, b, c, ta, tb in ops:
+        want = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+        np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5)
+    assert floor.time_epoch() > 0
+
+
+def test_profile_restores_what_it_wraps():
+    from minikd import data
+    from minikd.profile import profile_epoch
+    from minikd.train import StageConfig, Trainer
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 16), dtype=np.float32)
+    y = rng.integers(0, 3, 64).astype(np.int32)
+    cfg = StageConfig("teacher", (16, 12, 3), epochs=1, batch_size=16, input_dropout=0.2, hidden_dropout=0.5,
+                      max_norm=1.0, jitter=1, image_shape=(4, 4))
+    before = (fast.gemm, fast.dropout_mask, data.jitter)
+    for use_fast in (True, False):
+        trainer = Trainer(cfg, np, x, y, x, y, fast=use_fast)
+        prof = profile_epoch(trainer, 0)
+        assert prof["step"] == ("fused" if use_fast else "reference")
+        assert abs(sum(s for _, s, _ in prof["rows"]) - prof["epoch_sec"]) < 1e-9
+        assert "loss_and_grad" not in vars(trainer) and "batch_inputs" not in vars(trainer)
+    assert (fast.gemm, fast.dropout_mask, data.jitter) == before
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and x > 0
+
+
+def test_bench_runs_end_to_end_on_digits(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--dataset", "digits", "--backend", "numpy",
+           "--reps", "1", "--train-size", "300", "--settle", "0", "--breakdown", "--torch",
+           "--memory-of-reproduce", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "x floor" in proc.stdout and "where one teacher epoch goes" in proc.stdout
+    res = json.loads(out.read_text())
+
+    assert res["config"]["n_train"] == 300 and res["config"]["dataset"] == "digits"
+    assert set(res["models"]) == {"teacher", "student", "distilled"}
+    for model, m in res["models"].items():
+        assert m["products_per_step"] == 8
+        assert _positive(m["flops_per_epoch"])
+        assert set(m["steps"]) == {"fused", "reference"}
+        for step, s in m["steps"].items():
+            assert s["available"], (model, step)
+            assert s["blas"] == ("scipy" if step == "fused" else "numpy")
+            for key in ("sec_per_epoch", "images_per_sec", "floor_sec", "floor_gflops", "ratio_to_floor"):
+                assert _positive(s[key]), (model, step, key)
+            assert len(s["sec_per_epoch_runs"]) == len(s["floor_sec_runs"]) == 1
+            assert np.isfinite(s["last_loss"])
+            assert _positive(s["memory"]["allocated_peak_mib"])
+            assert _positive(s["memory"]["process_peak_rss_mib_so_far"])
+        # the fused step is the reference step rearranged: same loss
+        assert m["steps"]["fused"]["last_loss"] == pytest.approx(m["steps"]["reference"]["last_loss"], rel=1e-4)
+    assert set(res["distilled_over_student"]) == {"fused", "reference"}
+    assert all(_positive(v) for v in res["distilled_over_student"].values())
+    assert _positive(res["soft_targets_sec"])
+    assert _positive(res["memory"]["peak_rss_mib"])
+
+    for step in ("fused", "reference"):
+        prof = res["breakdown"][step]
+        assert prof["step"] == step and _positive(prof["epoch_sec"])
+        names = {r["component"] for r in prof["rows"]}
+        assert {"jitter", "max-norm", "loss", "dropout (draw masks)", "Python/other"} <= names
+        assert ("products" if step == "fused" else "Dense (products + bias)") in names
+        assert sum(r["percent"] for r in prof["rows"]) == pytest.approx(100.0)
+
+    torch = res["torch"]
+    if torch["available"]:
+        for model in ("teacher", "student", "distilled"):
+            assert _positive(torch["models"][model]["sec_per_epoch"])
+            assert _positive(res["ours_over_torch"][model]["fused"])
+    else:
+        assert "PyTorch" in torch["reason"] and "PyTorch: skipped" in proc.stdout
+
+    rep = res["reproduce_memory"]
+    assert rep["returncode"] == 0, rep.get("error")
+    assert rep["peak_rss_mib"] is None or _positive(rep["peak_rss_mib"])
+
+
+def test_bench_rejects_bad_flags():
+    cmd = [sys.executable, str(ROOT / "scripts" / "bench.py"), "--dataset", "digits", "--steps", "fast"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "--steps" in proc.stderr and "fused" in proc.stderr
