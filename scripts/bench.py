@@ -372,7 +372,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def reproduce_memory(args):
-    """Peak RSS of a child ``reproduce.py --profile quick --epochs 1`` (every stage, one epoch)."""
+    """Peak RSS of a child ``reproduce.py --profile quick --epochs 1`` (every stage, one epoch;
+    the peak comes from the data and the models, not from the number of epochs).
+    With --train-size the child gets it too, and the 1 GiB target is not judged."""
     script = Path(__file__).resolve().parent / "reproduce.py"
     with tempfile.TemporaryDirectory(prefix="minikd-bench-") as tmp:
         cmd = [str(script), "--profile", "quick", "--epochs", "1", "--backend", args.backend,
@@ -385,7 +387,8 @@ def reproduce_memory(args):
         proc = subprocess.run([sys.executable, "-c", _CHILD, *cmd], capture_output=True, text=True)
         wall = time.perf_counter() - t0
     shown = " ".join(c if c != tmp else "<tmp>" for c in cmd)
-    res = {"command": f"python {shown}", "returncode": proc.returncode, "wall_sec": wall, "peak_rss_mib": None}
+    res = {"command": f"python {shown}", "returncode": proc.returncode, "wall_sec": wall, "peak_rss_mib": None,
+           "train_size": args.train_size}
     for line in proc.stderr.splitlines():
         if line.startswith("MINIKD_VMHWM_KIB "):
             res["peak_rss_mib"] = int(line.split()[1]) / 1024
@@ -428,7 +431,7 @@ def check_targets(res):
             v = t["models"][model]["sec_per_epoch"] / s["sec_per_epoch"]
             out[f"torch_over_ours_{model}"] = {"step": name, "value": v, "limit": need, "met": v >= need}
     rep = res.get("reproduce_memory") or {}
-    if rep.get("peak_rss_mib") is not None and rep.get("returncode") == 0:
+    if rep.get("peak_rss_mib") is not None and rep.get("returncode") == 0 and rep.get("train_size") is None:
         v = rep["peak_rss_mib"]
         out["reproduce_peak_rss_mib"] = {"value": v, "limit": 1024, "met": v <= 1024}
     return out
