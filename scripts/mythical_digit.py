@@ -49,7 +49,7 @@ from minikd.cli import (StageRunError, add_common_args, fail, load_data_or_exit,
 from minikd.data import to_float, train_val_split  # noqa: E402
 from minikd.experiment import (CheckpointError, atomic_write_bytes, atomic_write_text, environment_info,  # noqa: E402
                                profile_configs, write_json)
-from minikd.sweep import (ShiftCurve, class_counts, filter_transfer_set, load_teacher,  # noqa: E402
+from minikd.sweep import (ShiftCurve, array_fingerprint, class_counts, filter_transfer_set, load_teacher,  # noqa: E402
                           mean_range, shift_report, wilson_interval)
 from minikd.train import count_test_errors, predict_logits  # noqa: E402
 
@@ -400,6 +400,7 @@ def main(argv=None):
               f"for them", file=sys.stderr)
     # The teacher's soft targets: once, in eval mode, on un-jittered images.
     teacher_logits = to_host(predict_logits(teacher, x_train))
+    teacher_id = array_fingerprint(teacher_logits)
 
     results = {"config": {"argv": sys.argv[1:] if argv is None else list(argv), "profile": args.profile,
                           "dataset": dataset.name, "data_source": dataset.source,
@@ -420,7 +421,10 @@ def main(argv=None):
         exp_meta = dict(meta, experiment=spec["dir"])
         runs = []
         for i in range(args.seeds):
-            cfg = replace(cfgs["distill"], seed=args.seed + i)
+            # The teacher's identity and the transfer set travel in the config, so a
+            # saved student distilled from another teacher is refused, not reused.
+            cfg = replace(cfgs["distill"], seed=args.seed + i,
+                          extra={"teacher_soft_targets": teacher_id, "transfer_set": spec["dir"]})
             try:
                 trainer, entry = run_stage(cfg, arrays, xp, out=out / spec["dir"], soft_logits=soft,
                                            meta=exp_meta, **run_kw)

@@ -203,6 +203,10 @@ def test_script_end_to_end_on_digits(tmp_path):
     res3 = json.loads((other / "results.json").read_text())
     assert res3["teacher"]["path"] == str(out / "teacher.npz") and list(res3["experiments"]) == ["omit"]
 
+    # Students distilled from one teacher are never reused under another.
+    proc = run_script(*SMALL, "--teacher-epochs", "5", "--out", str(out), check=False)
+    assert proc.returncode == 1 and "teacher_soft_targets" in proc.stderr and "another --out" in proc.stderr
+
 
 def test_script_refuses_bad_flags(tmp_path):
     proc = run_script(*SMALL, "--omit", "12", "--out", str(tmp_path), check=False)
