@@ -15,3 +15,22 @@ def xp(request):
         return get_backend(request.param)
     except BackendError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """The real MNIST folder, found the way a user names it: $MINIKD_DATA_DIR,
+    else ../shared/data/mnist beside the repository. Skips with a reason when
+    absent; under CI=true a missing copy is a failure, not a skip."""
+    import os
+    from pathlib import Path
+    candidates = [os.environ.get("MINIKD_DATA_DIR"),
+                  str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")]
+    for c in candidates:
+        if c and (Path(c) / "train-images-idx3-ubyte.gz").exists() or \
+                c and (Path(c) / "train-images-idx3-ubyte").exists():
+            return Path(c)
+    msg = "MNIST not found: set MINIKD_DATA_DIR to a folder with the four MNIST files"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " (CI=true: this must not be skipped)")
+    pytest.skip(msg)

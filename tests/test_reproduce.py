@@ -1,0 +1,214 @@
+"""scripts/reproduce.py through its real command line: results, checkpoints,
+resume, refusals, divergence."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minikd import experiment
+from minikd.train import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "reproduce.py"
+sys.path.insert(0, str(ROOT / "scripts"))
+import reproduce  # noqa: E402
+
+DIGITS = ["--dataset", "digits", "--backend", "numpy"]
+
+
+def run_cli(*args, check=True, timeout=240):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"reproduce.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def test_digits_pipeline_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli(*DIGITS, "--epochs", "3", "--seeds", "2", "--out", str(out))
+    assert "distilled student" in proc.stdout and "paper" in proc.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["models"]) == {"teacher", "student", "distilled"}
+    for key, m in res["models"].items():
+        assert isinstance(m["test_errors"], int) and 0 <= m["test_errors"] <= 360
+        assert m["epochs"] == 3 and m["train_size"] == 1437
+        assert isinstance(m["sec_per_epoch"], float) and m["sec_per_epoch"] > 0
+        assert len(m["history"]) == 3
+    assert len(res["models"]["student"]["test_errors_all_seeds"]) == 2
+    assert res["config"]["stages"]["teacher"]["jitter"] == 1  # 8x8 digits: +-1 pixel
+    assert res["environment"]["backend"] == "numpy"
+    for name in ("teacher.npz", "student_seed0.npz", "student_seed1.npz", "distilled_seed0.npz",
+                 "learning_curves.png"):
+        assert (out / name).stat().st_size > 0
+    # distill alone reuses the saved teacher and keeps the other rows of the table
+    proc = run_cli(*DIGITS, "--epochs", "3", "--stages", "distill", "--out", str(out))
+    res2 = json.loads((out / "results.json").read_text())
+    assert res2["models"]["teacher"]["test_errors"] == res["models"]["teacher"]["test_errors"]
+    assert res2["models"]["distilled"]["test_errors"] == res["models"]["distilled"]["test_errors"]
+
+
+def test_distill_without_saved_teacher_is_refused(tmp_path):
+    proc = run_cli(*DIGITS, "--epochs", "1", "--stages", "distill", "--out", str(tmp_path), check=False)
+    assert proc.returncode == 1
+    assert "no saved teacher" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mnist_subset_smoke(tmp_path, mnist_dir):
+    out = tmp_path / "m"
+    run_cli("--backend", "numpy", "--data-dir", str(mnist_dir), "--train-size", "2000", "--epochs", "2",
+            "--out", str(out))
+    res = json.loads((out / "results.json").read_text())
+    assert res["models"]["teacher"]["train_size"] == 2000
+    assert res["config"]["stages"]["teacher"]["sizes"] == [784, 1200, 1200, 10]
+    assert res["config"]["stages"]["student"]["sizes"] == [784, 800, 800, 10]
+    assert res["config"]["stages"]["distill"]["temperature"] == 20.0
+    # two epochs on 2,000 images: the teacher and student beat chance (9,000 errors);
+    # the distilled student copies a barely-trained teacher, so only its range is checked
+    assert res["models"]["teacher"]["test_errors"] < 9000
+    assert res["models"]["student"]["test_errors"] < 9000
+    assert 0 <= res["models"]["distilled"]["test_errors"] <= 10000
+
+
+def _params(path):
+    header, arrays = experiment.read_checkpoint(path)
+    return header, {k: v for k, v in arrays.items() if k.startswith("param.")}
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+    """Kill -9 a real run mid-stage, resume it: same errors and weights as a run never stopped."""
+    args = [*DIGITS, "--stages", "teacher", "--epochs", "12"]
+    run_cli(*args, "--out", str(tmp_path / "full"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, MPLBACKEND="Agg"))
+    ckpt = killed / "teacher.npz"
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            try:
+                done = experiment.read_checkpoint(ckpt)[0]["epochs_done"]
+            except experiment.CheckpointError:
+                done = 0
+            if done >= 3:
+                break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("the run finished before it could be killed; make it longer")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stopped_at = experiment.read_checkpoint(ckpt)[0]["epochs_done"]
+    assert 3 <= stopped_at < 12
+    run_cli(*args, "--out", str(killed), "--resume")
+    full_header, full = _params(tmp_path / "full" / "teacher.npz")
+    res_header, resumed = _params(ckpt)
+    assert res_header["epochs_done"] == 12
+    for k in full:
+        np.testing.assert_array_equal(full[k], resumed[k])
+    a = json.loads((tmp_path / "full" / "results.json").read_text())["models"]["teacher"]
+    b = json.loads((killed / "results.json").read_text())["models"]["teacher"]
+    assert a["test_errors"] == b["test_errors"]
+
+
+def test_interrupted_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
+    path = tmp_path / "teacher.npz"
+    path.write_bytes(b"previous good checkpoint")
+
+    def broken_savez(f, **arrays):
+        f.write(b"half a file")
+        raise KeyboardInterrupt  # the process is stopped mid-write
+
+    monkeypatch.setattr(experiment.np, "savez", broken_savez)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.atomic_write_bytes(path, lambda f: experiment.np.savez(f, a=np.zeros(3)))
+    assert path.read_bytes() == b"previous good checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher.npz"]  # no temp left behind
+
+
+def test_checkpoint_of_other_architecture_is_refused(tmp_path):
+    out = tmp_path / "r"
+    run_cli(*DIGITS, "--epochs", "1", "--stages", "student", "--out", str(out))
+    (out / "student_seed0.npz").replace(out / "teacher.npz")
+    proc = run_cli(*DIGITS, "--epochs", "1", "--stages", "teacher", "--resume", "--out", str(out),
+                   check=False)
+    assert proc.returncode == 1
+    assert "64-800-800-10" in proc.stderr and "64-1200-1200-10" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_checkpoint_of_other_dataset_is_refused(tmp_path):
+    cfgs = experiment.profile_configs("quick", n_features=64, n_classes=10, image_shape=(8, 8), epochs=1)
+    x = np.zeros((20, 64), np.float32)
+    y = np.zeros(20, np.int32)
+    trainer = Trainer(cfgs["student"], np, x, y, x, y)
+    path = tmp_path / "student_seed0.npz"
+    experiment.save_checkpoint(path, trainer, {"dataset": "idx", "train_size": None, "validation": False})
+    proc = run_cli(*DIGITS, "--epochs", "1", "--stages", "student", "--resume", "--out", str(tmp_path),
+                   check=False)
+    assert proc.returncode == 1 and "dataset='idx'" in proc.stderr
+
+
+def test_checkpoint_is_never_unpickled(tmp_path):
+    """A tampered checkpoint holding a pickled object is refused, not executed."""
+    path = tmp_path / "teacher.npz"
+    marker = tmp_path / "pwned"
+    payload = np.array([_Evil(str(marker))], dtype=object)
+    np.savez(path, header=np.array(json.dumps({"format": "minikd-checkpoint-1"})), payload=payload)
+    with pytest.raises(experiment.CheckpointError, match="unreadable"):
+        experiment.read_checkpoint(path)
+    assert not marker.exists()
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_stops_with_a_message(tmp_path):
+    proc = run_cli(*DIGITS, "--epochs", "3", "--stages", "student", "--lr", "1e15", "--out", str(tmp_path),
+                   check=False)
+    assert proc.returncode == 1
+    assert "became" in proc.stderr and "--lr" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_flags_are_refused(tmp_path):
+    proc = run_cli(*DIGITS, "--stages", "teacher,bogus", "--out", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "bogus" in proc.stderr
+    proc = run_cli(*DIGITS, "--temperature", "0", "--out", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "--temperature" in proc.stderr
+
+
+def test_paper_profile_matches_the_2012_recipe():
+    cfgs = experiment.profile_configs("paper", n_features=784, n_classes=10, image_shape=(28, 28))
+    t = cfgs["teacher"]
+    assert (t.epochs, t.batch_size, t.lr_decay, t.momentum_start, t.momentum_end, t.momentum_ramp) == \
+        (3000, 100, 0.998, 0.5, 0.99, 500)
+    assert t.sizes == (784, 1200, 1200, 10) and t.jitter == 2
+    assert (t.input_dropout, t.hidden_dropout) == (0.2, 0.5)
+    assert t.max_norm == pytest.approx(15 ** 0.5)
+    assert cfgs["distill"].temperature == 20.0 and cfgs["student"].input_dropout == 0.0
+    length = experiment.profile_configs("paper", n_features=784, n_classes=10, image_shape=(28, 28),
+                                        max_norm_on="length")
+    assert length["teacher"].max_norm == 15.0
+
+
+def test_paper_profile_runs_on_cpu(tmp_path):
+    """--profile paper on a few epochs: the full schedule's code path works on the CPU."""
+    out = tmp_path / "p"
+    run_cli(*DIGITS, "--profile", "paper", "--epochs", "2", "--out", str(out))
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["profile"] == "paper"
+    assert res["config"]["stages"]["teacher"]["lr_decay"] == 0.998
