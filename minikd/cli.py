@@ -12,7 +12,7 @@ from .backend import BackendError, get_backend
 from .data import DataError, load_dataset
 from .experiment import (STAGE_KEYS, CheckpointError, check_compatible, load_into, read_checkpoint,
                          save_checkpoint)
-from .train import DivergenceError, Trainer
+from .train import DivergenceError, StageConfig, Trainer
 
 
 class StageRunError(RuntimeError):
@@ -61,12 +61,15 @@ def checkpoint_path(out, cfg):
     return Path(out) / (f"{key}.npz" if cfg.name == "teacher" else f"{key}_seed{cfg.seed}.npz")
 
 
-def _restore(trainer, path, meta):
+def _restore(trainer, path, meta, *, strict=True):
+    """Load a checkpoint into ``trainer``. Always refuses another architecture
+    or dataset; ``strict`` (resuming) also refuses any other training setting,
+    since continuing under a different schedule would not be the same run."""
     header, arrays = read_checkpoint(path)
     check_compatible(path, header, trainer.cfg, meta)
     saved = dict(header["config"])
     mine = trainer.cfg.to_dict()
-    diff = [k for k in mine if k != "epochs" and saved.get(k) != mine[k]]
+    diff = [k for k in mine if strict and k != "epochs" and saved.get(k) != mine[k]]
     if diff:
         k = diff[0]
         raise CheckpointError(f"checkpoint {path} was trained with {k}={saved.get(k)!r}, this run asks for "
@@ -91,10 +94,13 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
             if reuse_only and not path.exists():
                 raise StageRunError(f"no saved {cfg.name} at {path}: include it in --stages "
                                     f"(e.g. --stages teacher,distill) or point --out at the run that has it")
-            _restore(trainer, path, meta)
-            if reuse_only and trainer.start_epoch < cfg.epochs:
-                raise StageRunError(f"the saved {cfg.name} at {path} finished {trainer.start_epoch} of "
-                                    f"{cfg.epochs} epochs: finish it with --stages {cfg.name} --resume")
+            header = _restore(trainer, path, meta, strict=not reuse_only)
+            planned = int(header["config"]["epochs"])
+            if reuse_only and trainer.start_epoch < planned:
+                raise StageRunError(f"the saved {cfg.name} at {path} finished {trainer.start_epoch} of its "
+                                    f"{planned} epochs: finish it with --stages {cfg.name} --resume")
+            if reuse_only:
+                trainer.cfg = StageConfig.from_dict(header["config"])  # the teacher as it was trained
     except (CheckpointError, ValueError) as exc:
         raise StageRunError(str(exc))
 
