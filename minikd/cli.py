@@ -144,7 +144,8 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
         "epochs": int(len(hist)),
         "train_size": int(arrays["n_train"]),
         "sec_per_epoch": float(sum(h.sec for h in hist) / len(hist)),
-        "wall_seconds": float(time.time() - t0),
+        "wall_seconds": float(time.time() - t0),  # this process only (a resumed stage: since the resume)
+        "train_seconds_total": float(sum(h.sec for h in hist)),  # all training passes, across resumes
         "backend": trainer.backend,
         "fast_step": trainer.step_impl is not None,
         "checkpoint": str(path),
