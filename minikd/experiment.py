@@ -39,7 +39,7 @@ class CheckpointError(RuntimeError):
 
 # --------------------------------------------------------------------------- profiles
 def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None, seed=0,
-                    temperature=20.0, hard_weight=None, soft_weight=1.0, lr=None,
+                    temperature=20.0, hard_weight=None, soft_weight=1.0, lr=None, lr_warmup=None,
                     max_norm=15.0, max_norm_on="squared", jitter=2):
     """StageConfig for "teacher", "student" and "distill" under ``profile``.
 
@@ -88,6 +88,8 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
     student = StageConfig("student", sizes_s, e["student"], lr=lrs["student"],
                           lr_decay=decay_for(e["student"]), momentum_ramp=ramp_for(e["student"]),
                           **common)
+    if lr_warmup is not None:
+        student = replace(student, lr_warmup=int(lr_warmup))
     distill = replace(student, name="distill", epochs=e["distill"], lr=lrs["distill"],
                       lr_decay=decay_for(e["distill"]), momentum_ramp=ramp_for(e["distill"]),
                       temperature=float(temperature), hard_weight=float(hw),

@@ -39,12 +39,20 @@ class Constant:
 
 @dataclass(frozen=True)
 class ExponentialDecay:
-    """eps_t = initial * decay ** t."""
+    """eps_t = initial * decay ** t, optionally after a linear warm-up:
+
+        eps_t = initial * decay ** t * min(1, (t + 1) / (warmup + 1))
+
+    so epoch 0 runs at initial / (warmup + 1) and epoch ``warmup`` at the
+    full rate. warmup = 0 (the default) is the plain 2012 decay.
+    """
     initial: float
     decay: float
+    warmup: int = 0
 
     def __call__(self, epoch):
-        return self.initial * self.decay ** epoch
+        ramp = min(1.0, (epoch + 1) / (self.warmup + 1))
+        return self.initial * self.decay ** epoch * ramp
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class StageConfig:
     image_shape: tuple = (28, 28)
     lr: float = 1.0                    # eps_0
     lr_decay: float = 0.998            # eps_t = eps_0 * lr_decay ** t
+    lr_warmup: int = 0                 # epochs of linear warm-up of eps (0 = none)
     momentum_start: float = 0.5
     momentum_end: float = 0.99
     momentum_ramp: float = 500         # epochs from momentum_start to momentum_end
@@ -64,6 +65,7 @@ class StageConfig:
     @classmethod
     def from_dict(cls, d):
         d = dict(d)
+        d.setdefault("lr_warmup", 0)  # checkpoints written before warm-up existed
         d["sizes"] = tuple(d["sizes"])
         d["image_shape"] = tuple(d["image_shape"])
         return cls(**d)
@@ -77,7 +79,7 @@ def build_model(cfg: StageConfig, xp):
 
 
 def build_optimizer(cfg: StageConfig, model):
-    return MomentumSGD(model, lr=ExponentialDecay(cfg.lr, cfg.lr_decay),
+    return MomentumSGD(model, lr=ExponentialDecay(cfg.lr, cfg.lr_decay, cfg.lr_warmup),
                        momentum=LinearRamp(cfg.momentum_start, cfg.momentum_end, cfg.momentum_ramp),
                        rule=cfg.rule)
 

@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate eps_0 for every stage (default: profile's; the paper says 10, "
                         "public code used 1)")
+    p.add_argument("--lr-warmup", type=int, default=None,
+                   help="epochs of linear learning-rate warm-up for the student and the distilled student "
+                        "(default: profile's)")
     p.add_argument("--max-norm", type=float, default=15.0,
                    help="the teacher's max-norm limit as the paper states it (default 15)")
     p.add_argument("--max-norm-on", choices=("squared", "length"), default="squared",
@@ -153,7 +156,8 @@ def main(argv=None):
     cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
                            image_shape=dataset.image_shape, epochs=args.epochs, seed=args.seed,
                            temperature=args.temperature, hard_weight=args.hard_weight,
-                           soft_weight=args.soft_weight, lr=args.lr, max_norm=args.max_norm,
+                           soft_weight=args.soft_weight, lr=args.lr, lr_warmup=args.lr_warmup,
+                           max_norm=args.max_norm,
                            max_norm_on=args.max_norm_on,
                            jitter=2 if dataset.image_shape[0] >= 16 else 1)
     every = 1 if args.profile == "quick" else 10

@@ -151,3 +151,15 @@ def test_optimizer_applies_max_norm_only_where_set(xp):
     assert to_host(output.params["W"]).tobytes() == out_before.tobytes()
     for layer in model.dense_layers():
         numpy.testing.assert_array_equal(to_host(layer.params["b"]), 10.0)  # bias not included
+
+
+def test_exponential_decay_with_warmup_by_hand():
+    """eps_t = eps_0 * decay^t * min(1, (t+1)/(warmup+1)), written out."""
+    from minikd.optim import ExponentialDecay
+    sched = ExponentialDecay(0.8, 0.5, warmup=3)
+    assert sched(0) == pytest.approx(0.8 * 1.0 * 0.25)
+    assert sched(1) == pytest.approx(0.8 * 0.5 * 0.5)
+    assert sched(2) == pytest.approx(0.8 * 0.25 * 0.75)
+    assert sched(3) == pytest.approx(0.8 * 0.125)
+    assert sched(4) == pytest.approx(0.8 * 0.0625)
+    assert ExponentialDecay(0.8, 0.5)(0) == 0.8  # no warm-up: the plain 2012 decay
