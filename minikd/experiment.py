@@ -61,7 +61,7 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
         base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
         e = {"teacher": 200, "student": 100, "distill": 100}
         # eps_0 and the hard weight were chosen on the validation split (README, "Choices").
-        lrs = {"teacher": 1.0, "student": 1.0, "distill": 0.3}
+        lrs = {"teacher": 1.0, "student": 1.0, "distill": 1.0}
         hw = 0.1 if hard_weight is None else hard_weight
     if epochs is not None:
         e = {k: int(epochs) for k in e}
@@ -88,9 +88,16 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
     student = StageConfig("student", sizes_s, e["student"], lr=lrs["student"],
                           lr_decay=decay_for(e["student"]), momentum_ramp=ramp_for(e["student"]),
                           **common)
+    # The soft-target loss at T = 20 keeps pushing the student's logits towards
+    # the teacher's (a range of about 20), and at full rate in the first epoch
+    # that kills about half of the first layer's ReLUs for good. A 7-epoch
+    # linear warm-up (epoch 0 at eps_0 / 8) prevents it (README, "Choices").
+    distill_warmup = 7
     if lr_warmup is not None:
         student = replace(student, lr_warmup=int(lr_warmup))
+        distill_warmup = int(lr_warmup)
     distill = replace(student, name="distill", epochs=e["distill"], lr=lrs["distill"],
+                      lr_warmup=distill_warmup,
                       lr_decay=decay_for(e["distill"]), momentum_ramp=ramp_for(e["distill"]),
                       temperature=float(temperature), hard_weight=float(hw),
                       soft_weight=float(soft_weight))
