@@ -67,7 +67,7 @@ def _restore(trainer, path, meta, *, strict=True):
     since continuing under a different schedule would not be the same run."""
     header, arrays = read_checkpoint(path)
     check_compatible(path, header, trainer.cfg, meta)
-    saved = dict(header["config"])
+    saved = StageConfig.from_dict(header["config"]).to_dict()  # fills fields added since it was saved
     mine = trainer.cfg.to_dict()
     diff = [k for k in mine if strict and k != "epochs" and saved.get(k) != mine[k]]
     if diff:
