@@ -52,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=None,
                    help="initial learning rate eps_0 for every stage (default: profile's; the paper says 10, "
                         "public code used 1)")
+    p.add_argument("--lr-decay", type=float, default=None,
+                   help="per-epoch factor of the learning rate for every stage (default: profile's; quick "
+                        "compresses the paper's 0.998^3000 fall into the stage's epochs)")
     p.add_argument("--lr-warmup", type=int, default=None,
                    help="epochs of linear learning-rate warm-up for the student and the distilled student "
                         "(default: profile's)")
@@ -157,6 +160,7 @@ def main(argv=None):
                            image_shape=dataset.image_shape, epochs=args.epochs, seed=args.seed,
                            temperature=args.temperature, hard_weight=args.hard_weight,
                            soft_weight=args.soft_weight, lr=args.lr, lr_warmup=args.lr_warmup,
+                           lr_decay=args.lr_decay,
                            max_norm=args.max_norm,
                            max_norm_on=args.max_norm_on,
                            jitter=2 if dataset.image_shape[0] >= 16 else 1)
