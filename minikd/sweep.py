@@ -467,3 +467,23 @@ def load_teacher(path, xp, *, dataset):
             "saw_all_training_rows": not meta.get("validation", False),
             "train_size": meta.get("train_size")}
     return model, info
+
+
+QUICK_DISTILL_EPOCHS = 40  # the section-3 scripts' reduced budget (reproduce.py's students get 100)
+
+
+def distill_config(args, dataset, cfgs):
+    """The distilled student's StageConfig for the section-3 scripts.
+
+    Default epochs: 40 under the quick profile (a reduced budget so a whole
+    script fits 45 minutes on a 2-core CPU), the profile's own under paper.
+    The learning-rate decay is recomputed for that number of epochs, so the
+    compressed schedule still ends where the paper's does.
+    """
+    from .experiment import profile_configs
+    epochs = args.epochs or (QUICK_DISTILL_EPOCHS if args.profile == "quick" else cfgs["distill"].epochs)
+    fresh = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
+                            image_shape=dataset.image_shape, epochs=epochs, seed=cfgs["distill"].seed,
+                            temperature=cfgs["distill"].temperature, hard_weight=cfgs["distill"].hard_weight,
+                            soft_weight=cfgs["distill"].soft_weight, lr=cfgs["distill"].lr)
+    return fresh["distill"]

@@ -20,7 +20,7 @@ reported beside it for information only.
         --teacher-epochs 60 --epochs 40 --lr 1 --out runs/mythical_digits     # seconds
 
 Default budget (quick profile, 2-core CPU, MNIST): transfer sets from the
-first 50,000 training images; students 60 epochs each, 3 seeds per experiment
+first 50,000 training images; students 40 epochs each, 3 seeds per experiment
 (about 8 min); without --teacher a teacher is trained first on the same 50,000
 images (150 epochs, about 15-20 min). --profile paper: 3,000 epochs per model.
 
@@ -47,6 +47,7 @@ from minikd.backend import to_device, to_host  # noqa: E402
 from minikd.cli import (StageRunError, add_common_args, fail, load_data_or_exit,  # noqa: E402
                         pick_backend_or_exit, run_stage)
 from minikd.data import to_float, train_val_split  # noqa: E402
+from minikd.sweep import distill_config as _distill_config  # noqa: E402
 from minikd.experiment import (CheckpointError, atomic_write_bytes, atomic_write_text, environment_info,  # noqa: E402
                                profile_configs, write_json)
 from minikd.sweep import (ShiftCurve, array_fingerprint, class_counts, filter_transfer_set, load_teacher,  # noqa: E402
@@ -75,7 +76,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, default_out="runs/mythical_digit")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick",
-                   help="quick: 60 distillation epochs (150 for a teacher trained here), the 2012 recipe "
+                   help="quick: 40 distillation epochs (150 for a teacher trained here), the 2012 recipe "
                         "compressed for a 2-core CPU (default); paper: 3,000 epochs per model")
     p.add_argument("--teacher", default=None, metavar="PATH",
                    help="teacher checkpoint, e.g. runs/reproduce/teacher.npz (default: train one on the "
@@ -87,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=800,
                    help="hidden units per layer of the students (default 800, the paper's)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="distillation epochs per student (default: the profile's, 60 / 3,000)")
+                   help="distillation epochs per student (default: 40 / 3,000)")
     p.add_argument("--seeds", type=int, default=3,
                    help="students per experiment, seeds --seed, --seed+1, ... (default 3: the spread "
                         "tells how much one run can be trusted)")
@@ -373,8 +374,7 @@ def main(argv=None):
     d, c = dataset.n_features, dataset.n_classes
     cfgs["teacher"] = replace(cfgs["teacher"], sizes=(d, args.teacher_width, args.teacher_width, c),
                               epochs=args.teacher_epochs or cfgs["teacher"].epochs)
-    cfgs["distill"] = replace(cfgs["distill"], sizes=(d, args.width, args.width, c),
-                              epochs=args.epochs or cfgs["distill"].epochs)
+    cfgs["distill"] = replace(_distill_config(args, dataset, cfgs), sizes=(d, args.width, args.width, c))
     every = 10 if args.profile == "quick" else 50
     meta = {"dataset": dataset.name, "train_size": args.train_size, "validation": True}
     run_kw = dict(resume=True, fast=not args.no_fast, checkpoint_every=every, eval_every=every)
