@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-from .backend import backend_name, make_rng, synchronize, to_host
+from .backend import backend_name, get_xp, make_rng, synchronize, to_host
 
 from .layers import Dropout, mlp
 from .losses import check_labels, cross_entropy, distillation_loss
@@ -89,8 +89,7 @@ def predict_logits(model, x, batch_size=2000):
     chunks = [model.forward(x[i:i + batch_size], train=False) for i in range(0, x.shape[0], batch_size)]
     if len(chunks) == 1:
         return chunks[0]
-    xp = _xp_of(x)
-    return xp.concatenate(chunks, axis=0)
+    return get_xp(x).concatenate(chunks, axis=0)
 
 
 def count_test_errors(model, x, y, batch_size=2000):
@@ -100,11 +99,6 @@ def count_test_errors(model, x, y, batch_size=2000):
         logits = model.forward(x[i:i + batch_size], train=False)
         total = total + (logits.argmax(axis=1) != y[i:i + batch_size]).sum()
     return total
-
-
-def _xp_of(x):
-    from .backend import get_xp
-    return get_xp(x)
 
 
 @dataclass
