@@ -107,6 +107,26 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
 
 
 # --------------------------------------------------------------------------- data on device
+def training_subset(dataset, train_size=None):
+    """The first ``train_size`` training images and labels (all when None).
+
+    Raises ValueError naming --train-size when it is out of range.
+    """
+    x, y = dataset.x_train, dataset.y_train
+    if train_size is None:
+        return x, y
+    if not 0 < train_size <= len(y):
+        raise ValueError(f"--train-size {train_size} must be between 1 and {len(y)}")
+    return x[:train_size], y[:train_size]
+
+
+def save_figure(fig, path, dpi=110):
+    """Write a matplotlib figure as PNG atomically, then free it."""
+    import matplotlib.pyplot as plt
+    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    plt.close(fig)
+
+
 def prepare_arrays(dataset, xp, *, train_size=None, validation=False):
     """Float32 inputs (N, D) in [0, 1] and int32 labels, moved to ``xp`` once.
 
@@ -115,11 +135,7 @@ def prepare_arrays(dataset, xp, *, train_size=None, validation=False):
     test set: the honest way to choose schedules. Returns a dict with x_train,
     y_train, x_test, y_test (device arrays), eval_name and n_train.
     """
-    x_tr, y_tr = dataset.x_train, dataset.y_train
-    if train_size is not None:
-        if not 0 < train_size <= len(y_tr):
-            raise ValueError(f"--train-size {train_size} must be between 1 and {len(y_tr)}")
-        x_tr, y_tr = x_tr[:train_size], y_tr[:train_size]
+    x_tr, y_tr = training_subset(dataset, train_size)
     if validation:
         tr_idx, va_idx = train_val_split(len(y_tr))
         x_ev, y_ev = x_tr[va_idx], y_tr[va_idx]

@@ -48,7 +48,8 @@ from minikd.cli import (StageRunError, add_common_args, fail, load_data_or_exit,
                         pick_backend_or_exit, run_stage)
 from minikd.data import to_float, train_val_split  # noqa: E402
 from minikd.sweep import distill_config as _distill_config  # noqa: E402
-from minikd.experiment import (CheckpointError, atomic_write_bytes, atomic_write_text, environment_info,  # noqa: E402
+from minikd.experiment import save_figure, training_subset  # noqa: E402
+from minikd.experiment import (CheckpointError, atomic_write_text, environment_info,  # noqa: E402
                                profile_configs, write_json)
 from minikd.sweep import (ShiftCurve, array_fingerprint, class_counts, filter_transfer_set, load_teacher,  # noqa: E402
                           mean_range, shift_report, wilson_interval)
@@ -341,8 +342,7 @@ def plot(results, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 # --------------------------------------------------------------------------- main
@@ -356,11 +356,10 @@ def main(argv=None):
 
     # The validation split is held out of the training set: the students never
     # train on it, and the bias shifts are chosen on it.
-    x_all, y_all = dataset.x_train, dataset.y_train
-    if args.train_size is not None:
-        if not 0 < args.train_size <= len(y_all):
-            fail(f"--train-size {args.train_size} must be between 1 and {len(y_all)}")
-        x_all, y_all = x_all[:args.train_size], y_all[:args.train_size]
+    try:
+        x_all, y_all = training_subset(dataset, args.train_size)
+    except ValueError as exc:
+        fail(str(exc))
     tr_idx, va_idx = train_val_split(len(y_all))
     x_tr_host, y_tr_host = x_all[tr_idx], np.asarray(y_all[tr_idx], dtype=np.int32)
     y_val, y_test = np.asarray(y_all[va_idx], dtype=np.int32), np.asarray(dataset.y_test, dtype=np.int32)

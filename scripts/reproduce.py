@@ -131,7 +131,7 @@ def plot_curves(models, path, eval_name):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from minikd.experiment import atomic_write_bytes
+    from minikd.experiment import save_figure
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = {"teacher": "C0", "student": "C1", "distilled": "C2"}
     for key, m in models.items():
@@ -146,8 +146,7 @@ def plot_curves(models, path, eval_name):
     ax.legend(fontsize=8)
     ax.set_title("minikd: learning curves")
     fig.tight_layout()
-    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):
@@ -155,7 +154,10 @@ def main(argv=None):
     xp = pick_backend_or_exit(args.backend)
     dataset = load_data_or_exit(args)
     out = Path(args.out)
-    arrays = prepare_arrays(dataset, xp, train_size=args.train_size, validation=args.validation)
+    try:
+        arrays = prepare_arrays(dataset, xp, train_size=args.train_size, validation=args.validation)
+    except ValueError as exc:
+        fail(str(exc))
     cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
                            image_shape=dataset.image_shape, epochs=args.epochs, seed=args.seed,
                            temperature=args.temperature, hard_weight=args.hard_weight,

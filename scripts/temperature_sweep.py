@@ -55,7 +55,8 @@ from minikd.cli import (StageRunError, add_common_args, fail, load_data_or_exit,
                         pick_backend_or_exit, run_stage)
 from minikd.data import to_float  # noqa: E402
 from minikd.sweep import distill_config as _distill_config  # noqa: E402
-from minikd.experiment import (CheckpointError, atomic_write_bytes, atomic_write_text,  # noqa: E402
+from minikd.experiment import save_figure, training_subset  # noqa: E402
+from minikd.experiment import (CheckpointError, atomic_write_text,  # noqa: E402
                                environment_info, profile_configs, write_json)
 from minikd.sweep import (DASK_HINT, Cell, DaskMissing, SchedulerError, array_fingerprint,  # noqa: E402
                           check_high_width_claim, check_low_width_claim, load_teacher, parse_list,
@@ -217,8 +218,7 @@ def plot(rows, widths, path, n_test):
     ax.legend(fontsize=8)
     ax.set_title("distilled student: test errors against temperature")
     fig.tight_layout()
-    atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------- main
@@ -231,11 +231,10 @@ def main(argv=None):
     out = Path(args.out)
     t_start = time.time()
 
-    x_tr, y_tr = dataset.x_train, dataset.y_train
-    if args.train_size is not None:
-        if not 0 < args.train_size <= len(y_tr):
-            fail(f"--train-size {args.train_size} must be between 1 and {len(y_tr)}")
-        x_tr, y_tr = x_tr[:args.train_size], y_tr[:args.train_size]
+    try:
+        x_tr, y_tr = training_subset(dataset, args.train_size)
+    except ValueError as exc:
+        fail(str(exc))
     cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
                            image_shape=dataset.image_shape, seed=args.seed, hard_weight=args.hard_weight,
                            soft_weight=args.soft_weight, lr=args.lr,

@@ -16,8 +16,6 @@ from minikd.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "reproduce.py"
-sys.path.insert(0, str(ROOT / "scripts"))
-import reproduce  # noqa: E402
 
 DIGITS = ["--dataset", "digits", "--backend", "numpy"]
 
@@ -189,6 +187,8 @@ def test_bad_flags_are_refused(tmp_path):
     assert proc.returncode == 2 and "bogus" in proc.stderr
     proc = run_cli(*DIGITS, "--temperature", "0", "--out", str(tmp_path), check=False)
     assert proc.returncode == 2 and "--temperature" in proc.stderr
+    proc = run_cli(*DIGITS, "--train-size", "5000", "--out", str(tmp_path), check=False)
+    assert proc.returncode == 1 and "--train-size 5000" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_paper_profile_matches_the_2012_recipe():
