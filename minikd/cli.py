@@ -8,11 +8,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .backend import BackendError, get_backend
+from .backend import BackendError, get_backend, to_host
 from .data import DataError, load_dataset
 from .experiment import (STAGE_KEYS, CheckpointError, check_compatible, load_into, read_checkpoint,
                          save_checkpoint)
-from .train import DivergenceError, StageConfig, Trainer
+from .train import DivergenceError, StageConfig, Trainer, count_test_errors
 
 
 class StageRunError(RuntimeError):
@@ -131,8 +131,6 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
         raise StageRunError(f"{cfg.name}: no epoch was trained or restored")
     final = hist[-1]
     if final.test_errors < 0:  # restored mid-interval: evaluate now
-        from .backend import to_host
-        from .train import count_test_errors
         final = replace(final, test_errors=int(to_host(count_test_errors(trainer.model, arrays["x_test"],
                                                                          arrays["y_test"]))))
         hist[-1] = final

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import backend_name, get_xp, to_device, to_host
+from .backend import backend_name, to_device, to_host
 from .data import to_float, train_val_split
-from .train import StageConfig
+from .train import EpochLog, StageConfig
 
 PAPER_TABLE = {"teacher": 67, "student": 146, "distilled": 74}
 SEED_REPRO_TABLE = {"teacher": 100, "student": 171, "distilled": 111}
@@ -221,11 +221,20 @@ def check_compatible(path, header, cfg, meta):
                                   f"this run uses {key}={meta.get(key)!r}; use another --out or delete it")
 
 
+def _with_prefix(arrays, prefix):
+    """{name: array} for the checkpoint entries "<prefix><name>"."""
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def checkpoint_params(arrays):
+    """The model parameters of a checkpoint, keyed as ``Sequential.state_dict``."""
+    return _with_prefix(arrays, "param.")
+
+
 def load_into(trainer, header, arrays):
     """Restore parameters, velocities and history so training continues where it stopped."""
-    from .train import EpochLog
-    trainer.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("param.")})
-    trainer.optimizer.load_state_dict({k[9:]: v for k, v in arrays.items() if k.startswith("velocity.")})
+    trainer.model.load_state_dict(checkpoint_params(arrays))
+    trainer.optimizer.load_state_dict(_with_prefix(arrays, "velocity."))
     trainer.start_epoch = int(header["epochs_done"])
     trainer.history = [EpochLog(**h) for h in header["history"]]
 
@@ -255,6 +264,3 @@ def environment_info(xp):
 def write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
-
-def xp_of(arrays):
-    return get_xp(arrays["x_train"])

@@ -443,7 +443,7 @@ def load_teacher(path, xp, *, dataset):
     """(model, info) from a teacher checkpoint written by scripts/reproduce.py
     (or by these scripts). Refuses, naming the file, a checkpoint of another
     dataset or input/output size. Raises experiment.CheckpointError."""
-    from .experiment import CheckpointError, read_checkpoint
+    from .experiment import CheckpointError, checkpoint_params, read_checkpoint
     from .train import StageConfig, build_model
     header, arrays = read_checkpoint(path)
     cfg = StageConfig.from_dict(header["config"])
@@ -457,7 +457,7 @@ def load_teacher(path, xp, *, dataset):
                               f"{dataset.name} needs {dataset.n_features} inputs and {dataset.n_classes} "
                               f"outputs")
     model = build_model(cfg, xp)
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("param.")})
+    model.load_state_dict(checkpoint_params(arrays))
     if int(header["epochs_done"]) < int(cfg.epochs):
         import sys
         print(f"warning: --teacher {path} finished only {header['epochs_done']} of its {cfg.epochs} epochs; "

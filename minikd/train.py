@@ -22,7 +22,7 @@ from typing import Callable, Optional
 from .backend import backend_name, get_xp, make_rng, synchronize, to_host
 
 from .layers import Dropout, mlp
-from .losses import check_labels, cross_entropy, distillation_loss
+from .losses import check_labels, count_errors, cross_entropy, distillation_loss
 from .optim import ExponentialDecay, LinearRamp, MomentumSGD
 
 
@@ -96,8 +96,7 @@ def count_test_errors(model, x, y, batch_size=2000):
     """Misclassified rows of (x, y), as a 0-d device array (no host read)."""
     total = 0
     for i in range(0, x.shape[0], batch_size):
-        logits = model.forward(x[i:i + batch_size], train=False)
-        total = total + (logits.argmax(axis=1) != y[i:i + batch_size]).sum()
+        total = total + count_errors(model.forward(x[i:i + batch_size], train=False), y[i:i + batch_size])
     return total
 
 
