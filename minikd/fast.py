@@ -11,12 +11,17 @@ What changes, and why it is allowed:
 
    is a single gemm with alpha = -(1 - p) * eps, beta = p, C = v. The
    reference path instead writes the gradient, then reads it back twice.
-2. **One BLAS for every product.** SciPy's ``sgemm`` exposes beta, but SciPy
-   ships its own OpenBLAS, separate from NumPy's; alternating the two inside
-   one step makes two thread pools fight over the cores (about 5x slower on a
-   2-core machine). So every product of the step goes through ``sgemm``.
+2. **One BLAS for every product, with beta.** NumPy's ``@`` has no beta.
+   NumPy's wheels bundle an OpenBLAS whose CBLAS interface does; ``gemm``
+   calls its ``cblas_sgemm`` through ctypes, so every product of the step
+   runs on the same library (and thread pool) as the rest of NumPy. Where
+   that library cannot be found (a NumPy built against another BLAS), SciPy's
+   ``sgemm`` is used instead; SciPy ships its own OpenBLAS, and alternating
+   two thread pools inside one step is about 5x slower on a 2-core machine,
+   so then every product of the step goes through SciPy. ``GEMM_BLAS`` says
+   which one is in use.
 3. **Preallocated buffers, in-place activations and masks.** No array is
-   allocated per step except the dropout draws and the small loss arrays.
+   allocated per step except the raw dropout draws and the small loss arrays.
 4. **Weights updated as soon as their layer's backward is done**, after the
    input gradient of that layer has been computed with the old weights, so
    the result is the one the two-phase reference computes.
@@ -29,21 +34,100 @@ else (CuPy, float64, other layer orders) uses the reference step.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .layers import Dense, Dropout, ReLU, dropout_mask
 
-try:  # SciPy comes with scikit-learn; without it the step still works, slower.
-    from scipy.linalg.blas import sgemm as _sgemm
-except ImportError:  # pragma: no cover - scipy is a dependency of scikit-learn
-    _sgemm = None
+def _numpy_cblas():
+    """NumPy's own OpenBLAS ``(cblas_sgemm, cblas_saxpy)`` as ctypes functions, or None.
+
+    NumPy's wheels (numpy.libs/ or numpy/.dylibs/) bundle OpenBLAS with
+    symbol names prefixed ``scipy_`` and, for 64-bit integer builds, suffixed
+    ``64_``. The library is already loaded by NumPy, so dlopen returns the
+    same copy: its thread pool is the one NumPy's ``@`` uses.
+    """
+    import ctypes
+    import glob
+    root = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    patterns = ("numpy.libs/*openblas*", "numpy/.dylibs/*openblas*")
+    f32, ptr, enum = ctypes.c_float, ctypes.c_void_p, ctypes.c_int
+    for path in sorted(p for pat in patterns for p in glob.glob(os.path.join(root, pat))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix, int_t in (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64),
+                                      ("scipy_", "", ctypes.c_int), ("", "", ctypes.c_int)):
+            sgemm = getattr(lib, f"{prefix}cblas_sgemm{suffix}", None)
+            saxpy = getattr(lib, f"{prefix}cblas_saxpy{suffix}", None)
+            if sgemm is None or saxpy is None:
+                continue
+            sgemm.restype = saxpy.restype = None
+            sgemm.argtypes = [enum, enum, enum, int_t, int_t, int_t, f32, ptr, int_t,
+                              ptr, int_t, f32, ptr, int_t]
+            saxpy.argtypes = [int_t, f32, ptr, int_t, ptr, int_t]
+            return sgemm, saxpy
+    return None
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_cblas = None if os.environ.get("MINIKD_GEMM") == "scipy" else _numpy_cblas()
+_cblas_sgemm, _cblas_saxpy = _cblas if _cblas is not None else (None, None)
+_sgemm = None
+if _cblas_sgemm is None:
+    try:  # SciPy comes with scikit-learn; without it the step still works, slower.
+        from scipy.linalg.blas import sgemm as _sgemm
+    except ImportError:  # pragma: no cover - scipy is a dependency of scikit-learn
+        _sgemm = None
+
+#: which library ``gemm`` calls: "numpy-cblas", "scipy" or "numpy-matmul" (no beta, slowest)
+GEMM_BLAS = "numpy-cblas" if _cblas_sgemm is not None else ("scipy" if _sgemm is not None else "numpy-matmul")
+GEMM_NAME = {"numpy-cblas": "minikd.fast.gemm (NumPy's OpenBLAS, cblas_sgemm)",
+             "scipy": "minikd.fast.gemm (SciPy's sgemm)",
+             "numpy-matmul": "minikd.fast.gemm (NumPy @, no beta)"}[GEMM_BLAS]
+
+
+def _check_f32(*arrays):
+    for x in arrays:
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            raise ValueError("minikd.fast needs C-contiguous float32 arrays")
+
+
+def add_(y, x):
+    """y += x for same-shape float32 arrays; through BLAS saxpy (both cores) when available.
+
+    NumPy's elementwise loops run on one core; OpenBLAS splits a long axpy
+    over its thread pool, which matters for the weight update W += v.
+    """
+    if _cblas_saxpy is None or y.size < 65536:
+        y += x
+        return y
+    _check_f32(x, y)
+    if x.shape != y.shape:
+        raise ValueError(f"add_: shapes {y.shape} and {x.shape} differ")
+    _cblas_saxpy(y.size, 1.0, x.ctypes.data, 1, y.ctypes.data, 1)
+    return y
 
 
 def gemm(alpha, a, b, beta, c, *, trans_a=False, trans_b=False):
     """Row-major c <- alpha * op(a) @ op(b) + beta * c, in place, float32.
 
-    op(x) is x.T when trans_x is set. a, b, c must be C-contiguous.
+    op(x) is x.T when trans_x is set. a, b, c must be C-contiguous float32.
     """
+    if _cblas_sgemm is not None:
+        _check_f32(a, b, c)
+        m, n = c.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        if (b.shape[1] if trans_b else b.shape[0]) != k or (a.shape[1] if trans_a else a.shape[0]) != m \
+                or (b.shape[0] if trans_b else b.shape[1]) != n:
+            raise ValueError(f"fast.gemm: shapes {a.shape}{'^T' if trans_a else ''} @ "
+                             f"{b.shape}{'^T' if trans_b else ''} -> {c.shape} do not match")
+        _cblas_sgemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
+                     m, n, k, alpha, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
+                     beta, c.ctypes.data, n)
+        return c
     if _sgemm is not None:
         _sgemm(alpha, b.T, a.T, beta, c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=1)
         return c
@@ -106,6 +190,8 @@ class FusedStep:
             f32 = np.float32
             self._buffers[n] = {
                 "x": np.empty((n, self.dense[0].n_in), f32),
+                "mask_x": np.empty((n, self.dense[0].n_in), f32),
+                "mask": [np.empty((n, d.n_out), f32) for d in self.dense[:-1]],
                 "a": [np.empty((n, d.n_out), f32) for d in self.dense[:-1]],
                 "keep": [np.empty((n, d.n_out), bool) for d in self.dense[:-1]],
                 "d": [np.empty((n, d.n_out), f32) for d in self.dense[:-1]],
@@ -119,16 +205,17 @@ class FusedStep:
         # ---- forward: keep every layer's input (after dropout) for backward
         a = xb
         if self.in_drop is not None and self.in_drop.rate > 0:
-            mask = dropout_mask(self.in_drop.rng, xb.shape, self.in_drop.rate, np.float32)
+            mask = dropout_mask(self.in_drop.rng, xb.shape, self.in_drop.rate, np.float32,
+                                out=buf["mask_x"])
             a = np.multiply(xb, mask, out=buf["x"])
         inputs, masks = [a], []
-        for (dense, drop), h in zip(self.hidden, buf["a"]):
+        for (dense, drop), h, mask_buf in zip(self.hidden, buf["a"], buf["mask"]):
             gemm(1.0, a, dense.params["W"], 0.0, h)
             h += dense.params["b"]
             np.maximum(h, 0.0, out=h)
             mask = None
             if drop is not None and drop.rate > 0:
-                mask = dropout_mask(drop.rng, h.shape, drop.rate, np.float32)
+                mask = dropout_mask(drop.rng, h.shape, drop.rate, np.float32, out=mask_buf)
                 h *= mask
             masks.append(mask)
             inputs.append(h)
@@ -155,7 +242,7 @@ class FusedStep:
                     d_below *= masks[i - 1]
                 keep = np.greater(a, 0.0, out=buf["keep"][i - 1])
                 d_below *= keep
-            W += vel["W"]
+            add_(W, vel["W"])                               # W <- W + v_W (BLAS axpy)
             b += vel["b"]
             if dense.max_norm is not None:
                 self._max_norm(W, dense.max_norm)

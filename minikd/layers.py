@@ -120,22 +120,35 @@ class Dropout(Layer):
         return f"Dropout({self.rate})"
 
 
-def dropout_mask(rng, shape, rate, dtype):
+def dropout_mask(rng, shape, rate, dtype, out=None):
     """Inverted-dropout mask: 0 with probability ``rate``, else 1/(1 - rate).
 
     On NumPy the draw is 16-bit integers u compared with round(rate * 2^16),
-    about 3x cheaper than float draws; the rate is thereby rounded to a
+    four of them cut from each 64-bit word of the generator's raw stream --
+    about 4x cheaper than float draws; the rate is thereby rounded to a
     multiple of 1/65536 (0.2 -> 0.19999695) and the scale uses that exact
     rate, so E[mask] = 1 stays exact. On CuPy it is a float draw u >= rate.
+    ``out``, if given, receives the mask (no allocation for it).
     """
     if get_xp_of_rng(rng) == "numpy":
         threshold = int(round(rate * 65536))
-        keep = rng.integers(0, 65536, size=shape, dtype="uint16") >= threshold
+        size = 1
+        for s in shape:
+            size *= s
+        if hasattr(rng, "bit_generator"):  # numpy.random.Generator: cut the raw 64-bit words
+            u = rng.bit_generator.random_raw((size + 3) // 4).view("uint16")[:size].reshape(shape)
+        else:  # a generator without a raw stream (the tests' stand-in backend)
+            u = rng.integers(0, 65536, size=shape, dtype="uint16")
+        keep = u >= threshold
         scale = 65536.0 / (65536 - threshold)
     else:
         keep = rng.random(shape, dtype=dtype) >= rate
         scale = 1.0 / (1.0 - rate)
-    mask = keep.astype(dtype)
+    if out is None:
+        mask = keep.astype(dtype)
+    else:
+        mask = out
+        mask[...] = keep
     mask *= scale
     return mask
 

@@ -16,7 +16,8 @@ paper's 784-1200-1200-10 teacher that is 3 + 3 + 2 = 8 products, about
 alone over the batches of one epoch, are the **floor**: no implementation of
 the same step on the same BLAS can be faster. ``ProductFloor`` times them with
 the BLAS the engine's step uses (NumPy's ``@`` for the reference step,
-``minikd.fast.gemm`` -- SciPy's sgemm -- for the fused step, cuBLAS on CuPy,
+``minikd.fast.gemm`` -- NumPy's OpenBLAS through its CBLAS interface, or SciPy's
+sgemm where that is missing -- for the fused step, cuBLAS on CuPy,
 ``torch.matmul`` for the PyTorch comparison).
 
 The profile
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import fast
 from .backend import synchronize
 
 
@@ -91,7 +93,7 @@ def epoch_flops(sizes, n_rows, batch_size):
 
 BLAS_NAMES = {
     "numpy": "NumPy @ (numpy's OpenBLAS)",
-    "scipy": "minikd.fast.gemm (SciPy's sgemm)",
+    "fast": fast.GEMM_NAME,
     "cublas": "CuPy @ (cuBLAS)",
     "torch": "torch.matmul",
 }
@@ -99,11 +101,9 @@ BLAS_NAMES = {
 
 def _matmul_for(blas, xp=None):
     """f(a, b, c, trans_a, trans_b) writing op(a) @ op(b) into c with the named BLAS."""
-    if blas == "scipy":
-        from .fast import gemm
-
+    if blas == "fast":
         def mm(a, b, c, ta, tb):
-            gemm(1.0, a, b, 0.0, c, trans_a=ta, trans_b=tb)
+            fast.gemm(1.0, a, b, 0.0, c, trans_a=ta, trans_b=tb)
         return mm
     if blas == "torch":
         import torch
@@ -118,17 +118,11 @@ def _matmul_for(blas, xp=None):
     raise ValueError(f"unknown BLAS {blas!r}: choose one of {', '.join(BLAS_NAMES)}")
 
 
-def scipy_blas_available():
-    """True when minikd.fast.gemm really calls SciPy's sgemm (else it falls back to NumPy)."""
-    from . import fast
-    return getattr(fast, "_sgemm", None) is not None
-
-
 class ProductFloor:
     """The products of an epoch alone, on preallocated float32 operands.
 
     sizes, n_rows, batch_size: the network and the epoch being floored.
-    blas: "numpy", "scipy", "cublas" (with xp = cupy) or "torch" (``device``).
+    blas: "numpy", "fast" (minikd.fast.gemm), "cublas" (with xp = cupy) or "torch" (``device``).
     ``time_epoch()`` returns the wall seconds of one epoch's products.
     """
 

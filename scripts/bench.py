@@ -11,7 +11,8 @@ What is timed, per model (784-1200-1200-10 teacher with dropout 0.2/0.5,
 from cached teacher logits at T = 20 -- the "quick" profile's recipe):
 
   epoch    ``Trainer.train_epoch`` of the real training code, for each step:
-           fused      minikd.fast.FusedStep, every product through SciPy's sgemm
+           fused      minikd.fast.FusedStep, every product through minikd.fast.gemm
+                      (NumPy's own OpenBLAS via cblas_sgemm, with beta)
            reference  the readable layer/optimizer path, products through NumPy's @
   floor    the same epoch's 3L - 1 = 8 products (3 forward, 3 weight-gradient,
            2 input-gradient), alone, on the BLAS that step uses
@@ -62,7 +63,7 @@ from minikd.cli import add_common_args, fail, load_data_or_exit, pick_backend_or
 from minikd.experiment import environment_info, prepare_arrays, profile_configs, write_json  # noqa: E402
 from minikd.optim import ExponentialDecay, LinearRamp  # noqa: E402
 from minikd.profile import (BLAS_NAMES, ProductFloor, epoch_flops, profile_epoch,  # noqa: E402
-                            scipy_blas_available, step_products)
+                            step_products)
 from minikd.train import Trainer, build_model, predict_logits  # noqa: E402
 
 MODELS = ("teacher", "student", "distilled")
@@ -132,7 +133,7 @@ def blas_for(step, xp):
     if is_cupy(xp):
         return "cublas"
     if step == "fused":
-        return "scipy" if scipy_blas_available() else "numpy"
+        return "fast"
     return "numpy"
 
 

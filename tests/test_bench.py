@@ -45,7 +45,7 @@ def test_epoch_batches_and_flops():
     assert epoch_flops(sizes, 250, 100) == sum(p.flops for b in (100, 100, 50) for p in step_products(sizes, b))
 
 
-@pytest.mark.parametrize("blas", ["numpy", "scipy"])
+@pytest.mark.parametrize("blas", ["numpy", "fast"])
 def test_floor_computes_the_products_it_claims(blas):
     """Each floor product writes op(A) @ op(B) into C: the floor does the real work."""
     floor = ProductFloor((6, 5, 4, 3), 7, 7, blas=blas)
@@ -99,7 +99,7 @@ def test_bench_runs_end_to_end_on_digits(tmp_path):
         assert set(m["steps"]) == {"fused", "reference"}
         for step, s in m["steps"].items():
             assert s["available"], (model, step)
-            assert s["blas"] == ("scipy" if step == "fused" else "numpy")
+            assert s["blas"] == ("fast" if step == "fused" else "numpy")
             for key in ("sec_per_epoch", "images_per_sec", "floor_sec", "floor_gflops", "ratio_to_floor"):
                 assert _positive(s[key]), (model, step, key)
             assert len(s["sec_per_epoch_runs"]) == len(s["floor_sec_runs"]) == 1

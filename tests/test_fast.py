@@ -1,0 +1,92 @@
+"""minikd.fast's BLAS entry points against plain NumPy, and the fused step on
+layers large enough to take the BLAS axpy path of the weight update."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minikd import fast
+from minikd.train import StageConfig, Trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 0.7])
+def test_gemm_matches_numpy(trans_a, trans_b, beta):
+    rng = np.random.default_rng(0)
+    m, k, n = 37, 53, 29
+    a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
+    c = rng.standard_normal((m, n), dtype=np.float32)
+    expected = -0.3 * ((a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b)) + beta * c
+    out = fast.gemm(-0.3, a, b, beta, c, trans_a=trans_a, trans_b=trans_b)
+    assert out is c
+    np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_refuses_mismatched_or_strided_arrays():
+    if fast.GEMM_BLAS != "numpy-cblas":
+        pytest.skip("the checks guard the ctypes call, used only with NumPy's own OpenBLAS")
+    a = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="do not match"):
+        fast.gemm(1.0, a, np.ones((6, 3), np.float32), 0.0, np.empty((4, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        fast.gemm(1.0, a, np.ones((3, 5), np.float32).T, 0.0, np.empty((4, 3), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        fast.gemm(1.0, a.astype(np.float64), np.ones((5, 3), np.float32), 0.0, np.empty((4, 3), np.float32))
+
+
+def test_numpy_wheel_openblas_is_used_when_bundled():
+    """With a NumPy wheel that bundles OpenBLAS, gemm must not fall back to SciPy
+    (two OpenBLAS thread pools in one step are about 5x slower)."""
+    root = os.path.dirname(os.path.dirname(np.__file__))
+    if not glob.glob(os.path.join(root, "numpy.libs", "*openblas*")):
+        pytest.skip("this NumPy does not bundle OpenBLAS in numpy.libs")
+    assert fast.GEMM_BLAS == "numpy-cblas"
+
+
+@pytest.mark.parametrize("size", [(10, 7), (300, 250)])
+def test_add_matches_numpy(size):
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal(size, dtype=np.float32)
+    x = rng.standard_normal(size, dtype=np.float32)
+    expected = y + x
+    assert fast.add_(y, x) is y
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_scipy_fallback_gives_the_same_products():
+    """MINIKD_GEMM=scipy forces the SciPy path; its products equal NumPy's."""
+    code = ("import numpy as np; from minikd import fast; assert fast.GEMM_BLAS == 'scipy', fast.GEMM_BLAS;"
+            "r = np.random.default_rng(0); a = r.random((7, 5), dtype=np.float32);"
+            "b = r.random((3, 5), dtype=np.float32); c = np.ones((7, 3), np.float32);"
+            "fast.gemm(2.0, a, b, 0.5, c, trans_b=True);"
+            "np.testing.assert_allclose(c, 2 * a @ b.T + 0.5, rtol=1e-5); print('ok')")
+    env = dict(os.environ, MINIKD_GEMM="scipy", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_fused_step_equals_reference_on_layers_using_blas_axpy():
+    """Hidden layers of 300 x 250 = 75,000 weights take add_'s saxpy path;
+    the fused teacher step still equals the reference step."""
+    rng = np.random.default_rng(2)
+    x = rng.random((400, 64), dtype=np.float32)
+    y = rng.integers(0, 10, 400).astype(np.int32)
+    cfg = StageConfig(name="teacher", sizes=(64, 300, 250, 10), epochs=2, batch_size=50, input_dropout=0.2,
+                      hidden_dropout=0.5, max_norm=1.0, jitter=1, image_shape=(8, 8), lr=0.5,
+                      lr_decay=0.9, momentum_ramp=1, init_std=0.1)
+    ref = Trainer(cfg, np, x, y, x[:50], y[:50], fast=False)
+    fused = Trainer(cfg, np, x, y, x[:50], y[:50], fast=True)
+    assert fused.step_impl is not None
+    ref.fit()
+    fused.fit()
+    for (l1, n1), (l2, n2) in zip(ref.model.parameters(), fused.model.parameters()):
+        a, b = l1.params[n1], l2.params[n2]
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
