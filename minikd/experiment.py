@@ -251,6 +251,9 @@ def environment_info(xp):
         info["scipy"] = scipy.__version__
     except ImportError:
         pass
+    if backend_name(xp) == "numpy":
+        from . import fast
+        info["fused_step_blas"] = fast.GEMM_NAME
     if backend_name(xp) == "cupy":
         info["cupy"] = xp.__version__
         try:
