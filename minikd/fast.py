@@ -22,13 +22,18 @@ What changes, and why it is allowed:
    which one is in use.
 3. **Preallocated buffers, in-place activations and masks.** No array is
    allocated per step except the raw dropout draws and the small loss arrays.
+   The weight update W += v, a pass over every weight, goes through the same
+   OpenBLAS's ``saxpy`` (``add_``), which splits it over both cores; NumPy's
+   own elementwise loops use one.
 4. **Weights updated as soon as their layer's backward is done**, after the
    input gradient of that layer has been computed with the old weights, so
    the result is the one the two-phase reference computes.
 
-BLAS calls take column-major matrices. A C-ordered (row-major) array X seen
-as ``X.T`` is a column-major X^T, so a row-major C = op(A) op(B) is computed as
-the column-major C^T = op(B)^T op(A)^T: ``sgemm(alpha, B.T, A.T, beta, C.T)``.
+CBLAS takes the layout as an argument (``CblasRowMajor`` here), so NumPy's
+C-ordered arrays go in as they are. SciPy's ``sgemm`` is Fortran BLAS and takes
+column-major matrices: a C-ordered array X seen as ``X.T`` is a column-major X^T,
+so a row-major C = op(A) op(B) is computed as the column-major
+C^T = op(B)^T op(A)^T: ``sgemm(alpha, B.T, A.T, beta, C.T)``.
 The fused step covers float32 NumPy models built by ``layers.mlp``; anything
 else (CuPy, float64, other layer orders) uses the reference step.
 """
