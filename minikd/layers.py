@@ -123,7 +123,8 @@ class Dropout(Layer):
 def dropout_mask(rng, shape, rate, dtype, out=None):
     """Inverted-dropout mask: 0 with probability ``rate``, else 1/(1 - rate).
 
-    On NumPy the draw is 16-bit integers u compared with round(rate * 2^16),
+    On NumPy, rate 0.5 (the paper's hidden dropout) takes one raw random bit
+    per unit. Other rates draw 16-bit integers u compared with round(rate * 2^16),
     four of them cut from each 64-bit word of the generator's raw stream --
     about 4x cheaper than float draws; the rate is thereby rounded to a
     multiple of 1/65536 (0.2 -> 0.19999695) and the scale uses that exact
@@ -131,10 +132,20 @@ def dropout_mask(rng, shape, rate, dtype, out=None):
     ``out``, if given, receives the mask (no allocation for it).
     """
     if get_xp_of_rng(rng) == "numpy":
-        threshold = int(round(rate * 65536))
         size = 1
         for s in shape:
             size *= s
+        if rate == 0.5 and hasattr(rng, "bit_generator"):
+            import numpy as np
+            # One random bit per unit: 16x fewer random bits than the 16-bit
+            # path and exact for rate 0.5 (each bit is 1 with probability 1/2).
+            raw = rng.bit_generator.random_raw((size + 63) // 64)
+            bits = np.unpackbits(raw.view(np.uint8), count=size).reshape(shape)
+            if out is None:
+                out = np.empty(shape, dtype)
+            np.multiply(bits, np.asarray(2.0, dtype=dtype), out=out)  # {0, 1} * 1/(1 - 0.5)
+            return out
+        threshold = int(round(rate * 65536))
         if hasattr(rng, "bit_generator"):  # numpy.random.Generator: cut the raw 64-bit words
             u = rng.bit_generator.random_raw((size + 3) // 4).view("uint16")[:size].reshape(shape)
         else:  # a generator without a raw stream (the tests' stand-in backend)
