@@ -46,8 +46,7 @@ import numpy as np
 from .layers import Dense, Dropout, ReLU, dropout_mask
 
 def _numpy_cblas():
-    """NumPy's own OpenBLAS ``(cblas_sgemm, cblas_saxpy, openblas_get_num_threads)``
-    as ctypes functions (the last may be None), or None.
+    """NumPy's own OpenBLAS ``(cblas_sgemm, cblas_saxpy)`` as ctypes functions, or None.
 
     NumPy's wheels (numpy.libs/ or numpy/.dylibs/) bundle OpenBLAS with
     symbol names prefixed ``scipy_`` and, for 64-bit integer builds, suffixed
@@ -74,16 +73,13 @@ def _numpy_cblas():
             sgemm.argtypes = [enum, enum, enum, int_t, int_t, int_t, f32, ptr, int_t,
                               ptr, int_t, f32, ptr, int_t]
             saxpy.argtypes = [int_t, f32, ptr, int_t, ptr, int_t]
-            threads = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-            if threads is not None:
-                threads.restype, threads.argtypes = ctypes.c_int, []
-            return sgemm, saxpy, threads
+            return sgemm, saxpy
     return None
 
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _cblas = None if os.environ.get("MINIKD_GEMM") == "scipy" else _numpy_cblas()
-_cblas_sgemm, _cblas_saxpy, _cblas_threads = _cblas if _cblas is not None else (None, None, None)
+_cblas_sgemm, _cblas_saxpy = _cblas if _cblas is not None else (None, None)
 _sgemm = None
 if _cblas_sgemm is None:
     try:  # SciPy comes with scikit-learn; without it the step still works, slower.
@@ -251,71 +247,17 @@ class FusedStep:
                     d_below *= masks[i - 1]
                 keep = np.greater(a, 0.0, out=buf["keep"][i - 1])
                 d_below *= keep
+            add_(W, vel["W"])                               # W <- W + v_W (BLAS axpy)
             b += vel["b"]
-            if dense.max_norm is None:
-                add_(W, vel["W"])                           # W <- W + v_W (BLAS axpy)
-            else:
-                update_max_norm_(W, vel["W"], dense.max_norm)
+            if dense.max_norm is not None:
+                self._max_norm(W, dense.max_norm)
             d = d_below
         return loss
 
-
-# --------------------------------------------------------------------------- W += v, then max-norm
-def _blas_threads():
-    """How many threads the BLAS uses (1 under OPENBLAS_NUM_THREADS=1, as in parallel lanes)."""
-    if _cblas is not None and _cblas_threads is not None:
-        return max(1, int(_cblas_threads()))
-    return max(1, int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1)))
-
-
-_pool = None
-
-
-def _row_parts(n_rows, parts):
-    step = -(-n_rows // parts)
-    return [(r, min(n_rows, r + step)) for r in range(0, n_rows, step)]
-
-
-def _add_and_norms(W, v, r0, r1, block=64):
-    """W[r0:r1] += v[r0:r1] and the squared column lengths of those rows, in cache-sized blocks."""
-    sq = np.zeros(W.shape[1], np.float32)
-    part = np.empty(W.shape[1], np.float32)
-    for r in range(r0, r1, block):
-        w = W[r:min(r1, r + block)]
-        w += v[r:min(r1, r + block)]
-        np.einsum("ij,ij->j", w, w, out=part)
-        sq += part
-    return sq
-
-
-def _scale_rows(W, scale, r0, r1):
-    W[r0:r1] *= scale
-
-
-def update_max_norm_(W, v, limit):
-    """W += v, then every column of W longer than ``limit`` scaled back to it (optim.max_norm_).
-
-    NumPy's elementwise loops use one core, so the rows are split over as many
-    Python threads as the BLAS has (NumPy releases the GIL inside the loops),
-    and the column lengths are summed in the same pass that adds v, while
-    each block of rows is still in cache. Same arithmetic as the reference
-    (sums of squares in float32; the summation order differs).
-    """
-    global _pool
-    threads = _blas_threads() if W.size >= 65536 else 1
-    parts = _row_parts(W.shape[0], threads)
-    if len(parts) == 1:
-        sq = _add_and_norms(W, v, 0, W.shape[0])
-    else:
-        if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-            _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="minikd")
-        sq = sum(f.result() for f in [_pool.submit(_add_and_norms, W, v, r0, r1) for r0, r1 in parts])
-    if sq.max() > limit * limit:
-        scale = np.minimum(1.0, limit / np.sqrt(np.maximum(sq, 1e-30))).astype(np.float32)
-        if len(parts) == 1:
+    @staticmethod
+    def _max_norm(W, limit):
+        """optim.max_norm_ without temporaries: rescale only when a column is too long."""
+        sq = np.einsum("ij,ij->j", W, W)
+        if sq.max() > limit * limit:
+            scale = np.minimum(1.0, limit / np.sqrt(np.maximum(sq, 1e-30))).astype(np.float32)
             W *= scale
-        else:
-            for f in [_pool.submit(_scale_rows, W, scale, r0, r1) for r0, r1 in parts]:
-                f.result()
-    return W

@@ -300,7 +300,7 @@ def profile_epoch(trainer, epoch):
         targets += [(fast, "gemm", w(fast.gemm, "products")),
                     (fast, "dropout_mask", w(fast.dropout_mask, "dropout (draw masks)")),
                     (fast, "add_", w(fast.add_, "momentum/update")),
-                    (fast, "update_max_norm_", w(fast.update_max_norm_, "W += v and max-norm"))]
+                    (step, "_max_norm", w(step._max_norm, "max-norm"))]
     else:
         kind = "reference"
         opt = trainer.optimizer
@@ -327,8 +327,7 @@ def profile_epoch(trainer, epoch):
             rows[name] = (s, "isolated")
     rest = sec - sum(s for s, _ in rows.values())
     order = ["products", "Dense (products + bias)", "activations", "dropout (draw masks)",
-             "dropout (apply masks)", "jitter", "batch gather", "momentum/update", "bias momentum/update", "max-norm",
-             "W += v and max-norm", "loss"]
+             "dropout (apply masks)", "jitter", "batch gather", "momentum/update", "bias momentum/update", "max-norm", "loss"]
     out = [(name, *rows[name]) for name in order if name in rows]
     out += [(name, *v) for name, v in rows.items() if name not in order]
     out.append(("Python/other", rest, "rest"))
