@@ -136,14 +136,14 @@ def dropout_mask(rng, shape, rate, dtype, out=None):
         for s in shape:
             size *= s
         if rate == 0.5 and hasattr(rng, "bit_generator"):
-            import numpy as np
             # One random bit per unit: 16x fewer random bits than the 16-bit
             # path and exact for rate 0.5 (each bit is 1 with probability 1/2).
+            xp = get_backend("numpy")  # a NumPy generator: its raw stream lives on the host
             raw = rng.bit_generator.random_raw((size + 63) // 64)
-            bits = np.unpackbits(raw.view(np.uint8), count=size).reshape(shape)
+            bits = xp.unpackbits(raw.view(xp.uint8), count=size).reshape(shape)
             if out is None:
-                out = np.empty(shape, dtype)
-            np.multiply(bits, np.asarray(2.0, dtype=dtype), out=out)  # {0, 1} * 1/(1 - 0.5)
+                out = xp.empty(shape, dtype)
+            xp.multiply(bits, xp.asarray(2.0, dtype=dtype), out=out)  # {0, 1} * 1/(1 - 0.5)
             return out
         threshold = int(round(rate * 65536))
         if hasattr(rng, "bit_generator"):  # numpy.random.Generator: cut the raw 64-bit words
