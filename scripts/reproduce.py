@@ -46,7 +46,8 @@ def parse_args(argv=None):
                         "(--seed, --seed+1, ...); the teacher is trained once")
     p.add_argument("--temperature", type=float, default=20.0, help="distillation temperature T (default 20)")
     p.add_argument("--hard-weight", type=float, default=None,
-                   help="weight of the hard-label cross-entropy in distillation (default: profile's)")
+                   help="weight of the hard-label cross-entropy in distillation (default: the profile's, "
+                        "1.0 for quick and paper, chosen on the validation split: README, Choices)")
     p.add_argument("--soft-weight", type=float, default=1.0,
                    help="weight of the T^2-scaled soft cross-entropy (default 1)")
     p.add_argument("--lr", type=float, default=None,
