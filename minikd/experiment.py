@@ -56,13 +56,13 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
         base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
         e = {"teacher": 3000, "student": 3000, "distill": 3000}
         lrs = {"teacher": 1.0, "student": 1.0, "distill": 1.0}
-        hw = 1.0 if hard_weight is None else hard_weight  # as chosen for quick (README, "Choices")
     else:
         base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
         e = {"teacher": 200, "student": 100, "distill": 100}
         # eps_0 and the hard weight were chosen on the validation split (README, "Choices").
         lrs = {"teacher": 1.0, "student": 1.0, "distill": 1.0}
-        hw = 1.0 if hard_weight is None else hard_weight
+    # The distillation hard weight, chosen at the quick budget and used by both profiles.
+    hw = 1.0 if hard_weight is None else hard_weight
     if epochs is not None:
         e = {k: int(epochs) for k in e}
     if lr is not None:
