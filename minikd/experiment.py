@@ -52,17 +52,15 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
     if max_norm_on not in ("squared", "length"):
         raise ValueError(f"--max-norm-on must be 'squared' or 'length', got {max_norm_on!r}")
     limit = float(np.sqrt(max_norm)) if max_norm_on == "squared" else float(max_norm)
+    base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
+    # eps_0, the same for both profiles, was chosen on the validation split (README, "Choices").
+    lrs = {"teacher": 1.0, "student": 1.0, "distill": 1.0}
     if profile == "paper":
-        base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
         e = {"teacher": 3000, "student": 3000, "distill": 3000}
-        lrs = {"teacher": 1.0, "student": 1.0, "distill": 1.0}
     else:
-        base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
         # Epochs fit one seed of all three stages into about half an hour on a
-        # 2-core CPU; they, eps_0 and the hard weight were chosen on the
-        # validation split (README, "Choices").
+        # 2-core CPU; chosen on the validation split (README, "Choices").
         e = {"teacher": 150, "student": 70, "distill": 70}
-        lrs = {"teacher": 1.0, "student": 1.0, "distill": 1.0}
     # The distillation hard weight, chosen at the quick budget and used by both profiles.
     hw = 1.0 if hard_weight is None else hard_weight
     if epochs is not None:
