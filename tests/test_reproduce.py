@@ -205,20 +205,6 @@ def test_paper_profile_matches_the_2012_recipe():
     assert length["teacher"].max_norm == 15.0
 
 
-def test_quick_profile_learning_rate_falls():
-    """Quick: eps falls 10x over the teacher's epochs, the paper's ~400x over each student's."""
-    cfgs = experiment.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28))
-    t, s, d = cfgs["teacher"], cfgs["student"], cfgs["distill"]
-    assert t.lr_decay ** t.epochs == pytest.approx(1 / experiment.QUICK_TEACHER_LR_FALL)
-    assert experiment.QUICK_TEACHER_LR_FALL == 10.0
-    for cfg in (s, d):
-        assert cfg.lr_decay ** cfg.epochs == pytest.approx(0.998 ** 3000)
-    short = experiment.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28), epochs=5)
-    assert short["teacher"].lr_decay ** 5 == pytest.approx(0.1)
-    fixed = experiment.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28), lr_decay=0.9)
-    assert {c.lr_decay for c in fixed.values()} == {0.9}
-
-
 def test_paper_profile_runs_on_cpu(tmp_path):
     """--profile paper on a few epochs: the full schedule's code path works on the CPU."""
     out = tmp_path / "p"
