@@ -205,6 +205,17 @@ def test_paper_profile_matches_the_2012_recipe():
     assert length["teacher"].max_norm == 15.0
 
 
+def test_quick_profile_spreads_the_papers_learning_rate_fall():
+    """Quick: eps falls by the paper's 0.998^3000 (~400x) over each stage's own epochs."""
+    for epochs in (None, 5):
+        cfgs = experiment.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28),
+                                          epochs=epochs)
+        for cfg in cfgs.values():
+            assert cfg.lr_decay ** cfg.epochs == pytest.approx(0.998 ** 3000)
+    fixed = experiment.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28), lr_decay=0.9)
+    assert {c.lr_decay for c in fixed.values()} == {0.9}
+
+
 def test_paper_profile_runs_on_cpu(tmp_path):
     """--profile paper on a few epochs: the full schedule's code path works on the CPU."""
     out = tmp_path / "p"
