@@ -28,6 +28,17 @@ What changes, and why it is allowed:
 4. **Weights updated as soon as their layer's backward is done**, after the
    input gradient of that layer has been computed with the old weights, so
    the result is the one the two-phase reference computes.
+5. **Max-norm's column lengths measured only when a column could be too
+   long.** Measuring them is a pass over the weights, like W += v. But a
+   column's length can only grow by the length of its update, and that has a
+   cheap upper bound from the two small matrices of the weight-gradient
+   product: column j of a^T d has length <= ||a||_F ||d_j|| (Cauchy-Schwarz),
+   so with momentum, ||v_j|| <= p * bound(v_j) + |c| ||a||_F ||d_j||, and
+   ||W_j + v_j|| <= bound(W_j) + bound(v_j). While every column's bound stays
+   under the limit (with a margin for float32 rounding) no column can be
+   rescaled, so the reference's rescale would change nothing and the pass is
+   skipped; otherwise the lengths are measured exactly, as the reference does
+   (``NormBound``).
 
 CBLAS takes the layout as an argument (``CblasRowMajor`` here), so NumPy's
 C-ordered arrays go in as they are. SciPy's ``sgemm`` is Fortran BLAS and takes
@@ -188,6 +199,7 @@ class FusedStep:
         index = {id(layer): i for i, layer in enumerate(optimizer.layers)}
         self.velocity = [optimizer.velocity[index[id(d)]] for d in self.dense]
         self._buffers = {}
+        self.norm_bounds = {}   # dense index -> NormBound, for layers with max-norm
 
     def buffers(self, n):
         """Activations and input-gradients for a batch of n rows (made once per n)."""
@@ -250,14 +262,58 @@ class FusedStep:
             add_(W, vel["W"])                               # W <- W + v_W (BLAS axpy)
             b += vel["b"]
             if dense.max_norm is not None:
-                self._max_norm(W, dense.max_norm)
+                bound = self.norm_bounds.get(i)
+                if bound is None:
+                    bound = self.norm_bounds[i] = NormBound(dense.max_norm)
+                bound.apply(W, vel["W"], a, d, p, c)
             d = d_below
         return loss
 
-    @staticmethod
-    def _max_norm(W, limit):
-        """optim.max_norm_ without temporaries: rescale only when a column is too long."""
+    def forget_norm_bounds(self):
+        """Drop the max-norm bounds: call after changing weights or velocities outside this step."""
+        self.norm_bounds = {}
+
+
+class NormBound:
+    """optim.max_norm_ for one layer of the fused step, measuring the column
+    lengths only when an upper bound on them reaches the limit (see point 5 of
+    the module's docstring). The bounds are float64 vectors over the columns.
+
+    ``exact_checks`` / ``steps`` count how often the lengths were measured.
+    """
+
+    SLACK = 1e-3       # relative margin for float32 rounding in the products and sums
+    MAX_AGE = 200      # measure at least this often, whatever the bounds say
+
+    def __init__(self, limit):
+        self.limit = float(limit)
+        self.w = None    # bound on each column's length of W
+        self.v = None    # bound on each column's length of the velocity
+        self.age = 0     # steps since the last exact measurement
+        self.steps = self.exact_checks = 0
+
+    def apply(self, W, vW, a, d, p, c):
+        """After W <- W + vW, where vW <- p vW + c a^T d: rescale any column longer than the limit."""
+        self.steps += 1
+        if self.w is not None:
+            # float32 sums of n positive terms are within n * 2^-24 of exact: allowed for
+            grow = abs(c) * np.sqrt(float(np.vdot(a, a)) * (1.0 + a.size * 2.0 ** -23)) \
+                * np.sqrt(np.einsum("ij,ij->j", d, d).astype(np.float64) * (1.0 + d.shape[0] * 2.0 ** -23))
+            self.v = (p * self.v + grow) * (1.0 + self.SLACK)
+            self.w = (self.w + self.v) * (1.0 + self.SLACK)
+            self.age += 1
+            if self.age < self.MAX_AGE and self.w.max() <= self.limit * (1.0 - self.SLACK):
+                return W
+        # measure: what optim.max_norm_ does, without temporaries
+        self.exact_checks += 1
         sq = np.einsum("ij,ij->j", W, W)
-        if sq.max() > limit * limit:
-            scale = np.minimum(1.0, limit / np.sqrt(np.maximum(sq, 1e-30))).astype(np.float32)
+        if sq.max() > self.limit * self.limit:
+            scale = np.minimum(1.0, self.limit / np.sqrt(np.maximum(sq, 1e-30))).astype(np.float32)
             W *= scale
+            sq = sq * scale * scale
+        if self.v is None or self.age >= 8:
+            # bounds were skipping: refresh the velocity's too (one more pass, now and then)
+            self.v = np.sqrt(np.einsum("ij,ij->j", vW, vW).astype(np.float64)) * (1.0 + self.SLACK)
+        self.w = np.sqrt(sq.astype(np.float64)) * (1.0 + self.SLACK)
+        self.age = 0
+        return W

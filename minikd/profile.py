@@ -300,7 +300,7 @@ def profile_epoch(trainer, epoch):
         targets += [(fast, "gemm", w(fast.gemm, "products")),
                     (fast, "dropout_mask", w(fast.dropout_mask, "dropout (draw masks)")),
                     (fast, "add_", w(fast.add_, "momentum/update")),
-                    (step, "_max_norm", w(step._max_norm, "max-norm"))]
+                    (fast.NormBound, "apply", w(fast.NormBound.apply, "max-norm"))]
     else:
         kind = "reference"
         opt = trainer.optimizer
@@ -331,5 +331,9 @@ def profile_epoch(trainer, epoch):
     out = [(name, *rows[name]) for name in order if name in rows]
     out += [(name, *v) for name, v in rows.items() if name not in order]
     out.append(("Python/other", rest, "rest"))
-    return {"step": kind, "epoch_sec": sec, "rows": out,
-            "calls": dict(timers.calls)}
+    result = {"step": kind, "epoch_sec": sec, "rows": out, "calls": dict(timers.calls)}
+    if step is not None and step.norm_bounds:
+        # how often the fused step's max-norm had to measure the column lengths (fast.NormBound)
+        result["max_norm_measured"] = {"exact": sum(b.exact_checks for b in step.norm_bounds.values()),
+                                       "steps": sum(b.steps for b in step.norm_bounds.values())}
+    return result

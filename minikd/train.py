@@ -182,6 +182,8 @@ class Trainer:
             if isinstance(layer, Dropout):
                 layer.rng = rng
         self.optimizer.set_epoch(epoch)
+        if self.step_impl is not None:
+            self.step_impl.forget_norm_bounds()  # weights may have been loaded or changed since
         n = self.x_train.shape[0]
         synchronize(xp)
         t0 = time.perf_counter()

@@ -506,6 +506,10 @@ def print_report(res):
             rows.append(("(floor: products alone)", f"{prof['floor_sec']:.3f}",
                          f"{100 * prof['floor_sec'] / prof['epoch_sec']:.1f}", "same BLAS, timed above"))
         print(_table(rows))
+        if prof.get("max_norm_measured"):
+            m = prof["max_norm_measured"]
+            print(f"max-norm measured the column lengths in {m['exact']} of {m['steps']} layer-steps; "
+                  f"in the others a bound proved no column too long (minikd.fast.NormBound)")
 
     targets = res.get("targets") or {}
     if targets:

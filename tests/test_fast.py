@@ -90,3 +90,58 @@ def test_fused_step_equals_reference_on_layers_using_blas_axpy():
     for (l1, n1), (l2, n2) in zip(ref.model.parameters(), fused.model.parameters()):
         a, b = l1.params[n1], l2.params[n2]
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
+
+
+def test_norm_bound_skips_only_when_no_column_can_be_too_long():
+    """NormBound (the fused step's max-norm) against optim.max_norm_ on every
+    step of a momentum walk whose columns grow into the limit: the weights
+    agree, the bounds stay above the true column lengths, and the run both
+    skips measurements and rescales columns (so each branch is exercised)."""
+    from minikd.optim import max_norm_
+    rng = np.random.default_rng(5)
+    n_in, n_out, n, limit = 120, 90, 20, 1.5
+    W = (0.05 * rng.standard_normal((n_in, n_out))).astype(np.float32)
+    v = np.zeros_like(W)
+    W_ref = W.copy()
+    bound = fast.NormBound(limit)
+    rescaled_steps = 0
+    for step in range(400):
+        a = np.maximum(rng.standard_normal((n, n_in)), 0).astype(np.float32)
+        d = (rng.standard_normal((n, n_out)) * (0.2 if step < 150 else 0.002)).astype(np.float32)
+        # a drift that pushes a few columns past the limit now and then
+        d[:, :3] += 0.05 if step % 50 < 10 else -0.05
+        p, c = 0.9, -0.01
+        fast.gemm(c, a, d, p, v, trans_a=True)
+        W += v
+        W_ref += v
+        before = np.sqrt((W_ref.astype(np.float64) ** 2).sum(axis=0)).max()
+        max_norm_(W_ref, limit)
+        rescaled_steps += before > limit
+        bound.apply(W, v, a, d, p, c)
+        np.testing.assert_allclose(W, W_ref, rtol=1e-6, atol=1e-7)
+        W[...] = W_ref  # keep the two walks identical, not merely close
+        true_w = np.sqrt((W.astype(np.float64) ** 2).sum(axis=0))
+        true_v = np.sqrt((v.astype(np.float64) ** 2).sum(axis=0))
+        assert np.all(bound.w >= true_w * (1 - 1e-6)), step
+        assert np.all(bound.v >= true_v * (1 - 1e-6)), step
+    assert bound.steps == 400
+    assert rescaled_steps > 0, "the walk never reached the limit: the test would prove nothing"
+    assert bound.exact_checks < 400, "no step was skipped: the bound is never used"
+    assert bound.exact_checks >= rescaled_steps
+
+
+def test_fused_step_forgets_norm_bounds_each_epoch():
+    """Weights changed between epochs (a resumed checkpoint, say) must not be
+    judged by bounds from before the change."""
+    rng = np.random.default_rng(6)
+    x = rng.random((200, 64), dtype=np.float32)
+    y = rng.integers(0, 10, 200).astype(np.int32)
+    cfg = StageConfig(name="teacher", sizes=(64, 40, 10), epochs=2, batch_size=50, hidden_dropout=0.5,
+                      max_norm=1.0, image_shape=(8, 8), lr=0.1, init_std=0.01)
+    tr = Trainer(cfg, np, x, y, x[:50], y[:50], fast=True)
+    tr.train_epoch(0)
+    assert tr.step_impl.norm_bounds
+    W = tr.model.layers[0].params["W"]
+    W[:, 0] = 5.0  # a column far over the limit, set from outside the step
+    tr.train_epoch(1)
+    assert np.sqrt((W.astype(np.float64) ** 2).sum(axis=0)).max() <= 1.0 + 1e-5
