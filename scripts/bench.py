@@ -35,7 +35,9 @@ Every figure goes to --json (default <out>/bench.json):
       steps.<fused|reference>      available, blas, sec_per_epoch(_runs), images_per_sec,
                                    floor_sec(_runs), floor_gflops, ratio_to_floor(_runs),
                                    last_loss, memory
-  distilled_over_student.<step>    distilled epoch / student epoch
+  distilled_over_student.<step>    distilled epoch / student epoch, paired: the two models'
+                                   epochs alternate, median of the per-pair ratios
+  distilled_over_student_unpaired  the same from the two models' medians (minutes apart)
   soft_targets_sec                 the teacher logits, computed once
   breakdown.<step>                 --breakdown: epoch_sec, rows [{component, sec, percent, how}]
   torch, ours_over_torch           --torch: PyTorch's figures; our epoch / torch's epoch
@@ -157,6 +159,30 @@ def summarize(epoch_secs, floor_secs, n_images, flops):
 
 
 # --------------------------------------------------------------------------- our engine
+def bench_distill_pair(step, cfgs, arrays, xp, soft, args):
+    """Distilled epoch / student epoch, paired: the two trainers' epochs alternate
+    (student first, then distilled first, ...), so a drift of the machine's
+    speed hits both alike; the median of the per-pair ratios is reported."""
+    fused = step == "fused"
+    common = (xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+    student = Trainer(cfgs["student"], *common, fast=fused)
+    distilled = Trainer(cfgs["distill"], *common, soft_logits=soft, fast=fused)
+    for e in range(args.warmup):
+        student.train_epoch(e)
+        distilled.train_epoch(e)
+    pairs = []
+    for r in range(args.reps):
+        e = args.warmup + r
+        if r % 2 == 0:
+            s_sec, d_sec = student.train_epoch(e)[1], distilled.train_epoch(e)[1]
+        else:
+            d_sec, s_sec = distilled.train_epoch(e)[1], student.train_epoch(e)[1]
+        pairs.append({"student_sec": s_sec, "distilled_sec": d_sec, "ratio": d_sec / s_sec})
+    del student, distilled
+    gc.collect()
+    return {"ratio": statistics.median(p["ratio"] for p in pairs), "pairs": pairs}
+
+
 def bench_engine(step, model, cfg, arrays, xp, soft, args):
     """Warm up, then ``args.reps`` x (floor epoch, training epoch) for one model and step."""
     fused = step == "fused"
@@ -472,8 +498,10 @@ def print_report(res):
                          s["blas_name"]))
     print(_table(rows))
     if res["distilled_over_student"]:
-        print("distilled / student epoch: " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                                        res["distilled_over_student"].items()))
+        print("distilled / student epoch, paired (alternating epochs, median of per-pair ratios): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in res["distilled_over_student"].items())
+              + "; from the medians above: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in res["distilled_over_student_unpaired"].items()))
     if res.get("soft_targets_sec") is not None:
         print(f"teacher soft targets (computed once, not part of an epoch): {res['soft_targets_sec']:.3f} s")
 
@@ -591,11 +619,17 @@ def main(argv=None):
             res["breakdown"][step]["floor_sec"] = floor
 
     res["distilled_over_student"] = {}
+    res["distilled_over_student_unpaired"] = {}
     for step in args.steps:
         s = res["models"].get("student", {}).get("steps", {}).get(step, {})
         d = res["models"].get("distilled", {}).get("steps", {}).get(step, {})
         if s.get("available") and d.get("available"):
-            res["distilled_over_student"][step] = d["sec_per_epoch"] / s["sec_per_epoch"]
+            # the medians above come minutes apart; the paired run alternates the two
+            res["distilled_over_student_unpaired"][step] = d["sec_per_epoch"] / s["sec_per_epoch"]
+            print(f"timing student and distilled epochs in alternation ({step} step) ...", file=sys.stderr)
+            pair = bench_distill_pair(step, cfgs, arrays, xp, soft, args)
+            res["distilled_over_student"][step] = pair["ratio"]
+            res["models"]["distilled"]["steps"][step]["paired_with_student"] = pair["pairs"]
 
     if args.torch:
         settle(args.settle)

@@ -110,6 +110,12 @@ def test_bench_runs_end_to_end_on_digits(tmp_path):
         assert m["steps"]["fused"]["last_loss"] == pytest.approx(m["steps"]["reference"]["last_loss"], rel=1e-4)
     assert set(res["distilled_over_student"]) == {"fused", "reference"}
     assert all(_positive(v) for v in res["distilled_over_student"].values())
+    assert set(res["distilled_over_student_unpaired"]) == {"fused", "reference"}
+    for step in ("fused", "reference"):
+        pairs = res["models"]["distilled"]["steps"][step]["paired_with_student"]
+        assert len(pairs) == 1  # one per repetition
+        assert pairs[0]["ratio"] == pytest.approx(pairs[0]["distilled_sec"] / pairs[0]["student_sec"])
+        assert res["distilled_over_student"][step] == pytest.approx(pairs[0]["ratio"])
     assert _positive(res["soft_targets_sec"])
     assert _positive(res["memory"]["peak_rss_mib"])
 
