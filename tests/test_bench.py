@@ -132,6 +132,11 @@ def test_bench_runs_end_to_end_on_digits(tmp_path):
         for model in ("teacher", "student", "distilled"):
             assert _positive(torch["models"][model]["sec_per_epoch"])
             assert _positive(res["ours_over_torch"][model]["fused"])
+            paired = torch["models"][model]["paired"]
+            assert paired["ours_step"] == "fused" and _positive(paired["torch_over_ours"])
+            assert [p["torch_over_ours"] for p in paired["pairs"]] == pytest.approx(
+                [p["torch_sec"] / p["ours_sec"] for p in paired["pairs"]])
+        assert res["targets"]["torch_over_ours_teacher"]["from"] == "paired"
     else:
         assert "PyTorch" in torch["reason"] and "PyTorch: skipped" in proc.stdout
 
