@@ -199,7 +199,7 @@ class FusedStep:
         index = {id(layer): i for i, layer in enumerate(optimizer.layers)}
         self.velocity = [optimizer.velocity[index[id(d)]] for d in self.dense]
         self._buffers = {}
-        self.norm_bounds = {}   # dense index -> NormBound, for layers with max-norm
+        self.forget_norm_bounds()
 
     def buffers(self, n):
         """Activations and input-gradients for a batch of n rows (made once per n)."""
@@ -262,16 +262,14 @@ class FusedStep:
             add_(W, vel["W"])                               # W <- W + v_W (BLAS axpy)
             b += vel["b"]
             if dense.max_norm is not None:
-                bound = self.norm_bounds.get(i)
-                if bound is None:
-                    bound = self.norm_bounds[i] = NormBound(dense.max_norm)
-                bound.apply(W, vel["W"], a, d, p, c)
+                self.norm_bounds[i].apply(W, vel["W"], a, d, p, c)
             d = d_below
         return loss
 
     def forget_norm_bounds(self):
-        """Drop the max-norm bounds: call after changing weights or velocities outside this step."""
-        self.norm_bounds = {}
+        """Fresh max-norm bounds (dense index -> NormBound, for the layers with max-norm): call
+        after changing weights or velocities outside this step; the first step measures."""
+        self.norm_bounds = {i: NormBound(d.max_norm) for i, d in enumerate(self.dense) if d.max_norm is not None}
 
 
 class NormBound:

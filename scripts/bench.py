@@ -161,6 +161,23 @@ def summarize(epoch_secs, floor_secs, n_images, flops):
 
 
 # --------------------------------------------------------------------------- our engine
+def alternate(first, second, reps, pause=None):
+    """``reps`` pairs of epochs of two runs, in alternating order (first, second;
+    then second, first; ...), so a drift of the machine's speed hits both alike.
+    ``first(r)`` / ``second(r)`` train repetition r's epoch and return its seconds;
+    ``pause()``, if given, runs before every epoch. Returns [(first_sec, second_sec)]."""
+    out = []
+    for r in range(reps):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        secs = [None, None]
+        for who in order:
+            if pause is not None:
+                pause()
+            secs[who] = (first, second)[who](r)
+        out.append(tuple(secs))
+    return out
+
+
 def bench_distill_pair(step, cfgs, arrays, xp, soft, args):
     """Distilled epoch / student epoch, paired: the two trainers' epochs alternate
     (student first, then distilled first, ...), so a drift of the machine's
@@ -172,14 +189,9 @@ def bench_distill_pair(step, cfgs, arrays, xp, soft, args):
     for e in range(args.warmup):
         student.train_epoch(e)
         distilled.train_epoch(e)
-    pairs = []
-    for r in range(args.reps):
-        e = args.warmup + r
-        if r % 2 == 0:
-            s_sec, d_sec = student.train_epoch(e)[1], distilled.train_epoch(e)[1]
-        else:
-            d_sec, s_sec = distilled.train_epoch(e)[1], student.train_epoch(e)[1]
-        pairs.append({"student_sec": s_sec, "distilled_sec": d_sec, "ratio": d_sec / s_sec})
+    secs = alternate(lambda r: student.train_epoch(args.warmup + r)[1],
+                     lambda r: distilled.train_epoch(args.warmup + r)[1], args.reps)
+    pairs = [{"student_sec": s_sec, "distilled_sec": d_sec, "ratio": d_sec / s_sec} for s_sec, d_sec in secs]
     del student, distilled
     gc.collect()
     return {"ratio": statistics.median(p["ratio"] for p in pairs), "pairs": pairs}
@@ -383,17 +395,10 @@ def bench_torch(models, cfgs, arrays, xp, soft, args):
                        soft_logits=soft if model == "distilled" else None, fast=True)
         for e in range(args.warmup):
             ours.train_epoch(e)
-        pairs = []
-        for r in range(args.reps):
-            e = args.warmup + r
-            order = ("ours", "torch") if r % 2 == 0 else ("torch", "ours")
-            secs = {}
-            for who in order:
-                settle(args.settle)
-                secs[who] = (ours if who == "ours" else run).train_epoch(e if who == "ours" else
-                                                                          args.warmup + args.reps + r)[1]
-            pairs.append({"ours_sec": secs["ours"], "torch_sec": secs["torch"],
-                          "torch_over_ours": secs["torch"] / secs["ours"]})
+        secs = alternate(lambda r: ours.train_epoch(args.warmup + r)[1],
+                         lambda r: run.train_epoch(args.warmup + args.reps + r)[1],  # after its own reps
+                         args.reps, pause=lambda: settle(args.settle))
+        pairs = [{"ours_sec": o, "torch_sec": t, "torch_over_ours": t / o} for o, t in secs]
         out["models"][model]["paired"] = {
             "ours_step": "fused" if ours.step_impl is not None else "reference",
             "torch_over_ours": statistics.median(p["torch_over_ours"] for p in pairs), "pairs": pairs}
