@@ -53,8 +53,11 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
         raise ValueError(f"--max-norm-on must be 'squared' or 'length', got {max_norm_on!r}")
     limit = float(np.sqrt(max_norm)) if max_norm_on == "squared" else float(max_norm)
     base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
-    # eps_0, the same for both profiles, was chosen on the validation split (README, "Choices").
+    # eps_0 was chosen on the validation split (README, "Choices"): 1 for every
+    # stage, except the quick profile's teacher, whose 150 epochs do better at 0.7.
     lrs = {"teacher": 1.0, "student": 1.0, "distill": 1.0}
+    if profile == "quick":
+        lrs["teacher"] = 0.7
     if profile == "paper":
         e = {"teacher": 3000, "student": 3000, "distill": 3000}
     else:

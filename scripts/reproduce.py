@@ -51,8 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--soft-weight", type=float, default=1.0,
                    help="weight of the T^2-scaled soft cross-entropy (default 1)")
     p.add_argument("--lr", type=float, default=None,
-                   help="initial learning rate eps_0 for every stage (default: profile's; the paper says 10, "
-                        "public code used 1)")
+                   help="initial learning rate eps_0 for every stage (default: profile's, 1 for every stage except "
+                        "the quick profile's teacher, 0.7; the paper says 10, public code used 1)")
     p.add_argument("--lr-decay", type=float, default=None,
                    help="per-epoch factor of the learning rate for every stage (default: profile's; quick "
                         "compresses the paper's 0.998^3000 fall into the stage's epochs)")
