@@ -4,13 +4,22 @@ and optim.py first: this file only reorders what they do.
 
 What changes, and why it is allowed:
 
-1. **Momentum folded into the weight-gradient product.** BLAS computes
-   C <- alpha * A @ B + beta * C in one pass, so the 2012 update
+1. **Momentum folded into the weight-gradient product, with beta = 1.**
+   BLAS computes C <- alpha * A @ B + beta * C in one pass, so the 2012 update
 
        v <- p * v - (1 - p) * eps * (a^T @ d)
 
    is a single gemm with alpha = -(1 - p) * eps, beta = p, C = v. The
    reference path instead writes the gradient, then reads it back twice.
+   OpenBLAS applies a beta other than 1 in a separate pass over C before it
+   accumulates, so the step goes one better: it keeps the velocity as
+   v = s * u, a scalar s times the stored array u. Then p * v is just
+   s <- p * s (no pass), and u <- u + (c / s) * a^T d is a gemm with beta = 1.
+   The weight update W <- W + v becomes W <- W + s * u, the same axpy with
+   another alpha. When s falls below ``MIN_SCALE`` the next gemm uses beta = s
+   and leaves s = 1; ``sync_velocity`` (at every epoch's end) does the same,
+   so the optimizer's velocity is the true v whenever anyone else reads it.
+   Only the float32 rounding differs from the reference.
 2. **One BLAS for every product, with beta.** NumPy's ``@`` has no beta.
    NumPy's wheels bundle an OpenBLAS whose CBLAS interface does; ``gemm``
    calls its ``cblas_sgemm`` through ctypes, so every product of the step
@@ -111,19 +120,22 @@ def _check_f32(*arrays):
             raise ValueError("minikd.fast needs C-contiguous float32 arrays")
 
 
-def add_(y, x):
-    """y += x for same-shape float32 arrays; through BLAS saxpy (both cores) when available.
+def add_(y, x, alpha=1.0):
+    """y += alpha * x for same-shape float32 arrays; through BLAS saxpy (both cores) when available.
 
     NumPy's elementwise loops run on one core; OpenBLAS splits a long axpy
     over its thread pool, which matters for the weight update W += v.
     """
     if _cblas_saxpy is None or y.size < 65536:
-        y += x
+        if alpha == 1.0:
+            y += x
+        else:
+            y += np.float32(alpha) * x
         return y
     _check_f32(x, y)
     if x.shape != y.shape:
         raise ValueError(f"add_: shapes {y.shape} and {x.shape} differ")
-    _cblas_saxpy(y.size, 1.0, x.ctypes.data, 1, y.ctypes.data, 1)
+    _cblas_saxpy(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
     return y
 
 
@@ -192,12 +204,18 @@ class FusedStep:
         return all(w.dtype == np.float32 and w.flags.c_contiguous
                    for layer in model.layers for w in layer.params.values())
 
+    #: below this the velocity's scale is folded back into its array (point 1 of the module's docstring)
+    MIN_SCALE = 2.0 ** -20
+
     def __init__(self, model, optimizer):
         self.in_drop, self.hidden, self.out = _parse(model)
         self.opt = optimizer
         self.dense = [d for d, _ in self.hidden] + [self.out]
         index = {id(layer): i for i, layer in enumerate(optimizer.layers)}
         self.velocity = [optimizer.velocity[index[id(d)]] for d in self.dense]
+        # the true velocity of dense[i]'s weights is v_scale[i] * velocity[i]["W"]
+        self.v_scale = [1.0] * len(self.dense)
+        self.folds = 0  # how often a gemm folded the scale back in (for tests and the bench)
         self._buffers = {}
         self.forget_norm_bounds()
 
@@ -248,7 +266,15 @@ class FusedStep:
         for i in range(len(self.dense) - 1, -1, -1):
             dense, vel, a = self.dense[i], self.velocity[i], inputs[i]
             W, b = dense.params["W"], dense.params["b"]
-            gemm(c, a, d, p, vel["W"], trans_a=True)        # v_W <- p v_W + c a^T d
+            # v_W <- p v_W + c a^T d, with v_W = s u: s <- p s, u <- u + (c / s) a^T d
+            s = self.v_scale[i] * p
+            if s >= self.MIN_SCALE:
+                gemm(c / s, a, d, 1.0, vel["W"], trans_a=True)
+            else:                                           # fold s back in: u <- s u + c a^T d
+                gemm(c, a, d, s, vel["W"], trans_a=True)
+                s = 1.0
+                self.folds += 1
+            self.v_scale[i] = s
             vel["b"] *= p
             vel["b"] += c * d.sum(axis=0)
             d_below = None
@@ -259,12 +285,21 @@ class FusedStep:
                     d_below *= masks[i - 1]
                 keep = np.greater(a, 0.0, out=buf["keep"][i - 1])
                 d_below *= keep
-            add_(W, vel["W"])                               # W <- W + v_W (BLAS axpy)
+            add_(W, vel["W"], s)                            # W <- W + s u (BLAS axpy)
             b += vel["b"]
             if dense.max_norm is not None:
-                self.norm_bounds[i].apply(W, vel["W"], a, d, p, c)
+                self.norm_bounds[i].apply(W, vel["W"], a, d, p, c, v_scale=s)
             d = d_below
         return loss
+
+    def sync_velocity(self):
+        """Make the optimizer's velocity arrays the true velocities again (fold each scale
+        back in). Call before anything else reads or replaces them; Trainer.train_epoch
+        does it at the end of every epoch."""
+        for i, vel in enumerate(self.velocity):
+            if self.v_scale[i] != 1.0:
+                vel["W"] *= np.float32(self.v_scale[i])
+                self.v_scale[i] = 1.0
 
     def forget_norm_bounds(self):
         """Fresh max-norm bounds (dense index -> NormBound, for the layers with max-norm): call
@@ -290,8 +325,9 @@ class NormBound:
         self.age = 0     # steps since the last exact measurement
         self.steps = self.exact_checks = 0
 
-    def apply(self, W, vW, a, d, p, c):
-        """After W <- W + vW, where vW <- p vW + c a^T d: rescale any column longer than the limit."""
+    def apply(self, W, vW, a, d, p, c, v_scale=1.0):
+        """After W <- W + v, where v <- p v + c a^T d and v = v_scale * vW: rescale any
+        column longer than the limit."""
         self.steps += 1
         if self.w is not None:
             # float32 sums of n positive terms are within n * 2^-24 of exact: allowed for
@@ -311,7 +347,7 @@ class NormBound:
             sq = sq * scale * scale
         if self.v is None or self.age >= 8:
             # bounds were skipping: refresh the velocity's too (one more pass, now and then)
-            self.v = np.sqrt(np.einsum("ij,ij->j", vW, vW).astype(np.float64)) * (1.0 + self.SLACK)
+            self.v = abs(v_scale) * np.sqrt(np.einsum("ij,ij->j", vW, vW).astype(np.float64)) * (1.0 + self.SLACK)
         self.w = np.sqrt(sq.astype(np.float64)) * (1.0 + self.SLACK)
         self.age = 0
         return W

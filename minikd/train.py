@@ -190,16 +190,20 @@ class Trainer:
         perm = rng.permutation(n)
         loss_sum = xp.zeros((), dtype=self.x_train.dtype)
         n_batches = 0
-        for start in range(0, n, cfg.batch_size):
-            idx = perm[start:start + cfg.batch_size]
-            xb = self.batch_inputs(idx, rng)
-            yb = self.y_train[idx]
+        try:
+            for start in range(0, n, cfg.batch_size):
+                idx = perm[start:start + cfg.batch_size]
+                xb = self.batch_inputs(idx, rng)
+                yb = self.y_train[idx]
+                if self.step_impl is not None:
+                    loss = self.step_impl(xb, yb, lambda logits: self.loss_and_grad(logits, idx, yb))
+                else:
+                    loss = self.reference_step(xb, yb, idx)
+                loss_sum += loss
+                n_batches += 1
+        finally:
             if self.step_impl is not None:
-                loss = self.step_impl(xb, yb, lambda logits: self.loss_and_grad(logits, idx, yb))
-            else:
-                loss = self.reference_step(xb, yb, idx)
-            loss_sum += loss
-            n_batches += 1
+                self.step_impl.sync_velocity()  # the optimizer's velocity is the true one again
         synchronize(xp)
         return loss_sum / n_batches, time.perf_counter() - t0
 
