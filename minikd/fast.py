@@ -215,7 +215,7 @@ class FusedStep:
         self.velocity = [optimizer.velocity[index[id(d)]] for d in self.dense]
         # the true velocity of dense[i]'s weights is v_scale[i] * velocity[i]["W"]
         self.v_scale = [1.0] * len(self.dense)
-        self.folds = 0  # how often a gemm folded the scale back in (for tests and the bench)
+        self.folds = 0  # how often a gemm folded the scale back in (the tests check that it happens)
         self._buffers = {}
         self.forget_norm_bounds()
 
