@@ -19,11 +19,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-from .backend import backend_name, get_xp, make_rng, synchronize, to_host
-
-from .layers import Dropout, mlp
-from .losses import check_labels, count_errors, cross_entropy, distillation_loss
-from .optim import ExponentialDecay, LinearRamp, MomentumSGD
+from . import fast as fast_path
+from .data.augment import jitter as jitter_images
+from .engine.backend import backend_name, get_xp, make_rng, shuffled_indices, synchronize, to_host
+from .engine.layers import mlp
+from .engine.losses import check_labels, count_errors, cross_entropy, distillation_loss
+from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
 
 
 class DivergenceError(RuntimeError):
@@ -33,7 +34,7 @@ class DivergenceError(RuntimeError):
 @dataclass
 class StageConfig:
     """Everything that defines one training stage (saved with its checkpoint)."""
-    name: str
+    name: str                     # "teacher", "student" or "distilled"
     sizes: tuple                  # (n_in, hidden..., n_classes)
     epochs: int
     batch_size: int = 100
@@ -66,16 +67,24 @@ class StageConfig:
     def from_dict(cls, d):
         d = dict(d)
         d.setdefault("lr_warmup", 0)  # checkpoints written before warm-up existed
+        if d.get("name") == "distill":  # the distilled stage's name in older checkpoints
+            d["name"] = "distilled"
         d["sizes"] = tuple(d["sizes"])
         d["image_shape"] = tuple(d["image_shape"])
         return cls(**d)
 
 
 def build_model(cfg: StageConfig, xp):
-    """The stage's network, weights drawn from a generator seeded by cfg.seed."""
+    """The stage's network, weights drawn from a generator seeded by cfg.seed.
+
+    Its Dropout layers draw their masks with the fast path's sampler for ``xp``
+    (the same distribution as the engine's plain one, fewer random bits), so the
+    fused and the reference step draw identical masks.
+    """
     rng = make_rng(xp, cfg.seed, 0)
     return mlp(cfg.sizes, rng=rng, xp=xp, input_dropout=cfg.input_dropout,
-               hidden_dropout=cfg.hidden_dropout, max_norm=cfg.max_norm, init_std=cfg.init_std)
+               hidden_dropout=cfg.hidden_dropout, max_norm=cfg.max_norm, init_std=cfg.init_std,
+               mask_sampler=fast_path.mask_sampler(xp))
 
 
 def build_optimizer(cfg: StageConfig, model):
@@ -90,6 +99,19 @@ def predict_logits(model, x, batch_size=2000):
     if len(chunks) == 1:
         return chunks[0]
     return get_xp(x).concatenate(chunks, axis=0)
+
+
+def teacher_soft_targets(teacher, x_transfer, batch_size=2000):
+    """The teacher's logits v for every row of the transfer set, (N, C): the soft
+    targets q = softmax(v / T) of distillation, up to the temperature.
+
+    Computed once, before the student's first epoch, in eval mode (no dropout)
+    and on the un-jittered images (Hinton et al. 2015, section 3): the soft
+    targets are a fixed function of the image, so each batch looks up the rows
+    it holds (``Trainer`` indexes them with the batch's row ids). The logits,
+    not the probabilities, are kept, so any T can be applied later.
+    """
+    return predict_logits(teacher, x_transfer, batch_size=batch_size)
 
 
 def count_test_errors(model, x, y, batch_size=2000):
@@ -110,15 +132,42 @@ class EpochLog:
     momentum: float
 
 
+class ReferenceStep:
+    """Forward, loss, backward, update: the readable training step.
+
+    The interface every training step has (the fast path's ``FusedStep`` too):
+    ``begin_epoch()``, ``step(xb, yb, rng, loss_fn) -> loss``, ``end_epoch()``,
+    where ``rng`` draws the dropout masks and ``loss_fn(logits)`` returns
+    ``(loss, dL/dlogits)``.
+    """
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+
+    def begin_epoch(self):
+        pass
+
+    def __call__(self, xb, yb, rng, loss_fn):
+        logits = self.model.forward(xb, train=True, rng=rng)
+        loss, dlogits = loss_fn(logits)
+        self.model.backward(dlogits)
+        self.optimizer.step()
+        return loss
+
+    def end_epoch(self):
+        pass
+
+
 class Trainer:
     """Runs one stage. ``x_*`` are float (N, D) and ``y_*`` int (N,) arrays on
     the backend ``xp``; ``soft_logits`` (N, C) are the teacher's cached logits
-    for the training rows (distillation only), indexed by the same row ids as
-    the batches, so shuffling cannot misalign them.
+    for the training rows (distillation only, ``teacher_soft_targets``),
+    indexed by the same row ids as the batches, so shuffling cannot misalign
+    them.
 
-    ``fast=True`` uses the fused CPU step of ``minikd.fast`` where it applies
-    (NumPy, float32); its numbers equal the reference step's to float32
-    rounding (tests/test_fast.py).
+    ``fast=True`` uses the CPU fast path's fused step where it applies (NumPy,
+    float32); its numbers equal the reference step's to float32 rounding
+    (tests/fast/test_fused_step.py). ``step_impl`` is that fused step, or None.
     """
 
     def __init__(self, cfg: StageConfig, xp, x_train, y_train, x_test, y_test, *,
@@ -141,14 +190,12 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.start_epoch = 0
         self.history: list[EpochLog] = []
-        self.step_impl = None
-        if fast:
-            from .fast import FusedStep
-            if FusedStep.supports(self.model, xp):
-                self.step_impl = FusedStep(self.model, self.optimizer)
+        self.step_impl = fast_path.training_step(self.model, self.optimizer, xp) if fast else None
+        self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
     # -- one step -----------------------------------------------------------------
     def loss_and_grad(self, logits, idx, yb):
+        """The stage's loss of a batch: its rows ``idx`` pick their own soft targets."""
         cfg = self.cfg
         if self.soft_logits is None:
             return cross_entropy(logits, yb, check=False)
@@ -157,37 +204,28 @@ class Trainer:
                                  hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
                                  check=False)
 
-    def reference_step(self, xb, yb, idx):
-        """Forward, loss, backward, update: the readable path."""
-        logits = self.model.forward(xb, train=True)
-        loss, dlogits = self.loss_and_grad(logits, idx, yb)
-        self.model.backward(dlogits)
-        self.optimizer.step()
-        return loss
-
     def batch_inputs(self, idx, rng):
         xb = self.x_train[idx]
         if self.cfg.jitter:
-            from .data import jitter as jitter_images
             h, w = self.cfg.image_shape
             xb = jitter_images(xb.reshape(-1, h, w), rng, max_shift=self.cfg.jitter).reshape(xb.shape)
         return xb
 
     # -- one epoch ----------------------------------------------------------------
     def train_epoch(self, epoch):
-        """One pass over the training set; returns (mean loss as a 0-d device array, seconds)."""
+        """One pass over the training set; returns (mean loss as a 0-d device array, seconds).
+
+        One generator per epoch, seeded by (seed, epoch), draws the shuffle, the
+        jitter and the dropout masks, in that order within each batch.
+        """
         xp, cfg = self.xp, self.cfg
         rng = make_rng(xp, cfg.seed, 1, epoch)
-        for layer in self.model.layers:
-            if isinstance(layer, Dropout):
-                layer.rng = rng
         self.optimizer.set_epoch(epoch)
-        if self.step_impl is not None:
-            self.step_impl.forget_norm_bounds()  # weights may have been loaded or changed since
+        self.step.begin_epoch()
         n = self.x_train.shape[0]
         synchronize(xp)
         t0 = time.perf_counter()
-        perm = rng.permutation(n)
+        perm = shuffled_indices(rng, n)
         loss_sum = xp.zeros((), dtype=self.x_train.dtype)
         n_batches = 0
         try:
@@ -195,15 +233,10 @@ class Trainer:
                 idx = perm[start:start + cfg.batch_size]
                 xb = self.batch_inputs(idx, rng)
                 yb = self.y_train[idx]
-                if self.step_impl is not None:
-                    loss = self.step_impl(xb, yb, lambda logits: self.loss_and_grad(logits, idx, yb))
-                else:
-                    loss = self.reference_step(xb, yb, idx)
-                loss_sum += loss
+                loss_sum += self.step(xb, yb, rng, lambda logits: self.loss_and_grad(logits, idx, yb))
                 n_batches += 1
         finally:
-            if self.step_impl is not None:
-                self.step_impl.sync_velocity()  # the optimizer's velocity is the true one again
+            self.step.end_epoch()
         synchronize(xp)
         return loss_sum / n_batches, time.perf_counter() - t0
 

@@ -6,7 +6,7 @@ NumPy, move it with ``xp.asarray`` and bring results back with ``to_host``.
 """
 import pytest
 
-from minikd.backend import BackendError, get_backend
+from minikd.engine.backend import BackendError, get_backend
 
 
 @pytest.fixture(scope="session", params=["numpy", "cupy"])

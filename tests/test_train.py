@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from minikd.backend import to_host
+from minikd.engine.backend import to_host
 from minikd.train import DivergenceError, StageConfig, Trainer, predict_logits
 
 
@@ -93,7 +93,7 @@ def test_divergence_is_caught(xp):
 
 def test_soft_targets_shape_is_checked(xp):
     x_tr, y_tr, x_te, y_te = digits_arrays(xp)
-    cfg = StageConfig("distill", (64, 16, 10), epochs=1, image_shape=(8, 8))
+    cfg = StageConfig("distilled", (64, 16, 10), epochs=1, image_shape=(8, 8))
     with pytest.raises(ValueError, match="teacher logits"):
         Trainer(cfg, xp, x_tr, y_tr, x_te, y_te, soft_logits=xp.zeros((10, 10), dtype=xp.float32))
 

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from scipy.special import log_softmax as ref_log_softmax
 from scipy.special import softmax as ref_softmax
 
-from minikd.backend import to_host
-from minikd.gradcheck import check_gradient
-from minikd.losses import count_errors, cross_entropy, distillation_loss, log_softmax, softmax
+from minikd.engine.backend import to_host
+from minikd.engine.gradcheck import check_gradient
+from minikd.engine.losses import count_errors, cross_entropy, distillation_loss, log_softmax, softmax
 
 N, C = 4, 5
 TEMPERATURES = [1.0, 2.0, 5.0, 20.0]

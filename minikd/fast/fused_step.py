@@ -1,6 +1,6 @@
 """A fused CPU training step for the paper's MLPs: the same arithmetic as
-``Trainer.reference_step``, rearranged for speed. Read layers.py, losses.py
-and optim.py first: this file only reorders what they do.
+``minikd.train.ReferenceStep``, rearranged for speed. Read engine/layers.py,
+engine/losses.py and engine/optim.py first: this file only reorders what they do.
 
 What changes, and why it is allowed:
 
@@ -17,7 +17,7 @@ What changes, and why it is allowed:
    s <- p * s (no pass), and u <- u + (c / s) * a^T d is a gemm with beta = 1.
    The weight update W <- W + v becomes W <- W + s * u, the same axpy with
    another alpha. When s falls below ``MIN_SCALE`` the next gemm uses beta = s
-   and leaves s = 1; ``sync_velocity`` (at every epoch's end) does the same,
+   and leaves s = 1; ``end_epoch`` (at every epoch's end) does the same,
    so the optimizer's velocity is the true v whenever anyone else reads it.
    Only the float32 rounding differs from the reference.
 2. **One BLAS for every product, with beta.** NumPy's ``@`` has no beta.
@@ -49,124 +49,16 @@ What changes, and why it is allowed:
    skipped; otherwise the lengths are measured exactly, as the reference does
    (``NormBound``).
 
-CBLAS takes the layout as an argument (``CblasRowMajor`` here), so NumPy's
-C-ordered arrays go in as they are. SciPy's ``sgemm`` is Fortran BLAS and takes
-column-major matrices: a C-ordered array X seen as ``X.T`` is a column-major X^T,
-so a row-major C = op(A) op(B) is computed as the column-major
-C^T = op(B)^T op(A)^T: ``sgemm(alpha, B.T, A.T, beta, C.T)``.
 The fused step covers float32 NumPy models built by ``layers.mlp``; anything
 else (CuPy, float64, other layer orders) uses the reference step.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from .layers import Dense, Dropout, ReLU, dropout_mask
-
-def _numpy_cblas():
-    """NumPy's own OpenBLAS ``(cblas_sgemm, cblas_saxpy)`` as ctypes functions, or None.
-
-    NumPy's wheels (numpy.libs/ or numpy/.dylibs/) bundle OpenBLAS with
-    symbol names prefixed ``scipy_`` and, for 64-bit integer builds, suffixed
-    ``64_``. The library is already loaded by NumPy, so dlopen returns the
-    same copy: its thread pool is the one NumPy's ``@`` uses.
-    """
-    import ctypes
-    import glob
-    root = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
-    patterns = ("numpy.libs/*openblas*", "numpy/.dylibs/*openblas*")
-    f32, ptr, enum = ctypes.c_float, ctypes.c_void_p, ctypes.c_int
-    for path in sorted(p for pat in patterns for p in glob.glob(os.path.join(root, pat))):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix, int_t in (("scipy_", "64_", ctypes.c_int64), ("", "64_", ctypes.c_int64),
-                                      ("scipy_", "", ctypes.c_int), ("", "", ctypes.c_int)):
-            sgemm = getattr(lib, f"{prefix}cblas_sgemm{suffix}", None)
-            saxpy = getattr(lib, f"{prefix}cblas_saxpy{suffix}", None)
-            if sgemm is None or saxpy is None:
-                continue
-            sgemm.restype = saxpy.restype = None
-            sgemm.argtypes = [enum, enum, enum, int_t, int_t, int_t, f32, ptr, int_t,
-                              ptr, int_t, f32, ptr, int_t]
-            saxpy.argtypes = [int_t, f32, ptr, int_t, ptr, int_t]
-            return sgemm, saxpy
-    return None
-
-
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-_cblas = None if os.environ.get("MINIKD_GEMM") == "scipy" else _numpy_cblas()
-_cblas_sgemm, _cblas_saxpy = _cblas if _cblas is not None else (None, None)
-_sgemm = None
-if _cblas_sgemm is None:
-    try:  # SciPy comes with scikit-learn; without it the step still works, slower.
-        from scipy.linalg.blas import sgemm as _sgemm
-    except ImportError:  # pragma: no cover - scipy is a dependency of scikit-learn
-        _sgemm = None
-
-#: which library ``gemm`` calls: "numpy-cblas", "scipy" or "numpy-matmul" (no beta, slowest)
-GEMM_BLAS = "numpy-cblas" if _cblas_sgemm is not None else ("scipy" if _sgemm is not None else "numpy-matmul")
-GEMM_NAME = {"numpy-cblas": "minikd.fast.gemm (NumPy's OpenBLAS, cblas_sgemm)",
-             "scipy": "minikd.fast.gemm (SciPy's sgemm)",
-             "numpy-matmul": "minikd.fast.gemm (NumPy @, no beta)"}[GEMM_BLAS]
-
-
-def _check_f32(*arrays):
-    for x in arrays:
-        if x.dtype != np.float32 or not x.flags.c_contiguous:
-            raise ValueError("minikd.fast needs C-contiguous float32 arrays")
-
-
-def add_(y, x, alpha=1.0):
-    """y += alpha * x for same-shape float32 arrays; through BLAS saxpy (both cores) when available.
-
-    NumPy's elementwise loops run on one core; OpenBLAS splits a long axpy
-    over its thread pool, which matters for the weight update W += v.
-    """
-    if _cblas_saxpy is None or y.size < 65536:
-        if alpha == 1.0:
-            y += x
-        else:
-            y += np.float32(alpha) * x
-        return y
-    _check_f32(x, y)
-    if x.shape != y.shape:
-        raise ValueError(f"add_: shapes {y.shape} and {x.shape} differ")
-    _cblas_saxpy(y.size, alpha, x.ctypes.data, 1, y.ctypes.data, 1)
-    return y
-
-
-def gemm(alpha, a, b, beta, c, *, trans_a=False, trans_b=False):
-    """Row-major c <- alpha * op(a) @ op(b) + beta * c, in place, float32.
-
-    op(x) is x.T when trans_x is set. a, b, c must be C-contiguous float32.
-    """
-    if _cblas_sgemm is not None:
-        _check_f32(a, b, c)
-        m, n = c.shape
-        k = a.shape[0] if trans_a else a.shape[1]
-        if (b.shape[1] if trans_b else b.shape[0]) != k or (a.shape[1] if trans_a else a.shape[0]) != m \
-                or (b.shape[0] if trans_b else b.shape[1]) != n:
-            raise ValueError(f"fast.gemm: shapes {a.shape}{'^T' if trans_a else ''} @ "
-                             f"{b.shape}{'^T' if trans_b else ''} -> {c.shape} do not match")
-        _cblas_sgemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS,
-                     m, n, k, alpha, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
-                     beta, c.ctypes.data, n)
-        return c
-    if _sgemm is not None:
-        _sgemm(alpha, b.T, a.T, beta, c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=1)
-        return c
-    prod = (a.T if trans_a else a) @ (b.T if trans_b else b)
-    if beta == 0.0:
-        np.multiply(prod, alpha, out=c)
-    else:
-        c *= beta
-        prod *= alpha
-        c += prod
-    return c
+from ..engine.layers import Dense, Dropout, ReLU
+from .blas import add_, gemm
+from .norm_bound import NormBound
 
 
 def _parse(model):
@@ -191,10 +83,13 @@ def _parse(model):
 
 
 class FusedStep:
-    """Callable ``step(xb, yb, loss_fn) -> loss`` equal to the reference step.
+    """The training step's interface (``minikd.train.ReferenceStep``), fused:
+    ``begin_epoch()``, ``step(xb, yb, rng, loss_fn) -> loss``, ``end_epoch()``.
 
-    ``loss_fn(logits) -> (loss, dlogits)`` supplies the loss, so the same
-    fused step trains the teacher, the student and the distilled student.
+    ``rng`` draws the dropout masks, through each Dropout layer's own sampler,
+    so both steps draw the same masks. ``loss_fn(logits) -> (loss, dlogits)``
+    supplies the loss, so the same fused step trains the teacher, the student
+    and the distilled student.
     """
 
     @staticmethod
@@ -234,14 +129,13 @@ class FusedStep:
             }
         return self._buffers[n]
 
-    def __call__(self, xb, yb, loss_fn):
+    def __call__(self, xb, yb, rng, loss_fn):
         n = xb.shape[0]
         buf = self.buffers(n)
         # ---- forward: keep every layer's input (after dropout) for backward
         a = xb
         if self.in_drop is not None and self.in_drop.rate > 0:
-            mask = dropout_mask(self.in_drop.rng, xb.shape, self.in_drop.rate, np.float32,
-                                out=buf["mask_x"])
+            mask = self.in_drop.draw_mask(rng, xb.shape, np.float32, out=buf["mask_x"])
             a = np.multiply(xb, mask, out=buf["x"])
         inputs, masks = [a], []
         for (dense, drop), h, mask_buf in zip(self.hidden, buf["a"], buf["mask"]):
@@ -250,7 +144,7 @@ class FusedStep:
             np.maximum(h, 0.0, out=h)
             mask = None
             if drop is not None and drop.rate > 0:
-                mask = dropout_mask(drop.rng, h.shape, drop.rate, np.float32, out=mask_buf)
+                mask = drop.draw_mask(rng, h.shape, np.float32, out=mask_buf)
                 h *= mask
             masks.append(mask)
             inputs.append(h)
@@ -292,10 +186,14 @@ class FusedStep:
             d = d_below
         return loss
 
-    def sync_velocity(self):
+    def begin_epoch(self):
+        """Fresh max-norm bounds: weights or velocities may have been loaded or changed
+        since the last epoch (a resume, a test); the first step measures."""
+        self.forget_norm_bounds()
+
+    def end_epoch(self):
         """Make the optimizer's velocity arrays the true velocities again (fold each scale
-        back in). Call before anything else reads or replaces them; Trainer.train_epoch
-        does it at the end of every epoch."""
+        back in), so that a checkpoint or anything else reads the true v."""
         for i, vel in enumerate(self.velocity):
             if self.v_scale[i] != 1.0:
                 vel["W"] *= np.float32(self.v_scale[i])
@@ -305,49 +203,3 @@ class FusedStep:
         """Fresh max-norm bounds (dense index -> NormBound, for the layers with max-norm): call
         after changing weights or velocities outside this step; the first step measures."""
         self.norm_bounds = {i: NormBound(d.max_norm) for i, d in enumerate(self.dense) if d.max_norm is not None}
-
-
-class NormBound:
-    """optim.max_norm_ for one layer of the fused step, measuring the column
-    lengths only when an upper bound on them reaches the limit (see point 5 of
-    the module's docstring). The bounds are float64 vectors over the columns.
-
-    ``exact_checks`` / ``steps`` count how often the lengths were measured.
-    """
-
-    SLACK = 1e-3       # relative margin for float32 rounding in the products and sums
-    MAX_AGE = 200      # measure at least this often, whatever the bounds say
-
-    def __init__(self, limit):
-        self.limit = float(limit)
-        self.w = None    # bound on each column's length of W
-        self.v = None    # bound on each column's length of the velocity
-        self.age = 0     # steps since the last exact measurement
-        self.steps = self.exact_checks = 0
-
-    def apply(self, W, vW, a, d, p, c, v_scale=1.0):
-        """After W <- W + v, where v <- p v + c a^T d and v = v_scale * vW: rescale any
-        column longer than the limit."""
-        self.steps += 1
-        if self.w is not None:
-            # float32 sums of n positive terms are within n * 2^-24 of exact: allowed for
-            grow = abs(c) * np.sqrt(float(np.vdot(a, a)) * (1.0 + a.size * 2.0 ** -23)) \
-                * np.sqrt(np.einsum("ij,ij->j", d, d).astype(np.float64) * (1.0 + d.shape[0] * 2.0 ** -23))
-            self.v = (p * self.v + grow) * (1.0 + self.SLACK)
-            self.w = (self.w + self.v) * (1.0 + self.SLACK)
-            self.age += 1
-            if self.age < self.MAX_AGE and self.w.max() <= self.limit * (1.0 - self.SLACK):
-                return W
-        # measure: what optim.max_norm_ does, without temporaries
-        self.exact_checks += 1
-        sq = np.einsum("ij,ij->j", W, W)
-        if sq.max() > self.limit * self.limit:
-            scale = np.minimum(1.0, self.limit / np.sqrt(np.maximum(sq, 1e-30))).astype(np.float32)
-            W *= scale
-            sq = sq * scale * scale
-        if self.v is None or self.age >= 8:
-            # bounds were skipping: refresh the velocity's too (one more pass, now and then)
-            self.v = abs(v_scale) * np.sqrt(np.einsum("ij,ij->j", vW, vW).astype(np.float64)) * (1.0 + self.SLACK)
-        self.w = np.sqrt(sq.astype(np.float64)) * (1.0 + self.SLACK)
-        self.age = 0
-        return W

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fast
-from .backend import synchronize
+from .. import fast
+from ..engine.backend import synchronize
 
 
 # --------------------------------------------------------------------------- the floor
@@ -285,28 +285,31 @@ def profile_epoch(trainer, epoch):
     NumPy only: on CuPy the timers would have to synchronise the device on
     every call, which changes what they measure.
     """
-    from . import data, fast, layers, optim
-    from .backend import is_cupy
+    from .. import train
+    from ..engine import optim
+    from ..engine.backend import is_cupy
+    from ..engine.layers import Dropout
+    from ..fast import fused_step, norm_bound
     if is_cupy(trainer.xp):
         raise ValueError("the profile by component runs on the NumPy backend only (use --backend numpy)")
     timers = _Timers()
     w = timers.wrap
     targets = [(trainer, "loss_and_grad", w(trainer.loss_and_grad, "loss")),
                (trainer, "batch_inputs", w(trainer.batch_inputs, "batch gather")),
-               (data, "jitter", w(data.jitter, "jitter"))]
+               (train, "jitter_images", w(train.jitter_images, "jitter"))]
+    targets += [(layer, "sampler", w(layer.sampler, "dropout (draw masks)"))
+                for layer in trainer.model.layers if isinstance(layer, Dropout)]
     step = trainer.step_impl
     if step is not None:
         kind = "fused"
-        targets += [(fast, "gemm", w(fast.gemm, "products")),
-                    (fast, "dropout_mask", w(fast.dropout_mask, "dropout (draw masks)")),
-                    (fast, "add_", w(fast.add_, "momentum/update")),
-                    (fast.NormBound, "apply", w(fast.NormBound.apply, "max-norm"))]
+        targets += [(fused_step, "gemm", w(fused_step.gemm, "products")),
+                    (fused_step, "add_", w(fused_step.add_, "momentum/update")),
+                    (norm_bound.NormBound, "apply", w(norm_bound.NormBound.apply, "max-norm"))]
     else:
         kind = "reference"
         opt = trainer.optimizer
         targets += [(optim, "max_norm_", w(optim.max_norm_, "max-norm")),
-                    (opt, "step", w(opt.step, "momentum/update")),
-                    (layers, "dropout_mask", w(layers.dropout_mask, "dropout (draw masks)"))]
+                    (opt, "step", w(opt.step, "momentum/update"))]
         names = {"Dense": "Dense (products + bias)", "ReLU": "activations", "Dropout": "dropout (apply masks)"}
         for layer in trainer.model.layers:
             cat = names.get(type(layer).__name__, type(layer).__name__)

@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd import data as D
-from minikd.backend import to_host
-from minikd.data import (MNIST_FILES, DataError, default_cache_dir, download_mnist, iterate_minibatches,
-                         jitter, load_dataset, random_shifts, read_idx, resolve_data_dir, to_float,
-                         train_val_split, translate)
+from minikd.data import datasets as DS
+from minikd.data import idx as I
+from minikd.data import mnist as M
+from minikd.engine.backend import to_host
+from minikd.data import DataError, load_dataset, read_idx, to_float, train_val_split
+from minikd.data.augment import jitter, random_shifts, translate
+from minikd.data.mnist import MNIST_FILES, default_cache_dir, download_mnist, resolve_data_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = Path(os.environ.get("MINIKD_DATA_DIR") or REPO.parent / "shared" / "data" / "mnist")
 IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
 
@@ -40,7 +42,8 @@ def _isolated(monkeypatch, tmp_path):
     """No test sees the user's data folder or cache, or reaches a real mirror."""
     monkeypatch.delenv("MINIKD_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setattr(D, "MNIST_MIRRORS", ("http://127.0.0.1:9/not-a-mirror/",))
+    for module in (M, DS):
+        monkeypatch.setattr(module, "MNIST_MIRRORS", ("http://127.0.0.1:9/not-a-mirror/",))
     for var in ("no_proxy", "NO_PROXY"):  # the test server is local even behind a proxy
         monkeypatch.setenv(var, "127.0.0.1,localhost")
 
@@ -70,7 +73,7 @@ def snapshot(folder):
 
 def mnist_dir():
     """The real MNIST folder, or skip (fail in CI) with the reason."""
-    if not all(D._find(MNIST_DIR, n) for n in MNIST_FILES):
+    if not all(M._find(MNIST_DIR, n) for n in MNIST_FILES):
         reason = (f"real MNIST not found in {MNIST_DIR}: set MINIKD_DATA_DIR to a folder "
                   f"holding the four MNIST files")
         if IN_CI:
@@ -81,9 +84,9 @@ def mnist_dir():
 
 def mnist_gz(name):
     """The gzip bytes of one real MNIST file (compressed here if the copy is raw)."""
-    path = D._find(mnist_dir(), name)
+    path = M._find(mnist_dir(), name)
     raw = path.read_bytes()
-    return raw if raw[:2] == D.GZIP_MAGIC else gzip.compress(raw)
+    return raw if raw[:2] == I.GZIP_MAGIC else gzip.compress(raw)
 
 
 def small_gz(name="t10k-labels-idx1-ubyte"):
@@ -317,8 +320,8 @@ def test_mnist_counts_shapes_and_histograms(mnist):
 
 def test_mnist_checksums_of_the_shared_copy():
     for name in MNIST_FILES:
-        data = D._read_bytes(D._find(mnist_dir(), name))
-        assert hashlib.sha256(data).hexdigest() == D.MNIST_SHA256[name], name
+        data = I._read_bytes(M._find(mnist_dir(), name))
+        assert hashlib.sha256(data).hexdigest() == M.MNIST_SHA256[name], name
 
 
 def test_mnist_through_the_environment_variable(monkeypatch):
@@ -332,9 +335,9 @@ def test_tampered_mnist_is_refused_but_loads_as_idx(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
     for name in MNIST_FILES[:3]:
-        src = D._find(mnist_dir(), name)
+        src = M._find(mnist_dir(), name)
         shutil.copy(src, folder / src.name)
-    labels = bytearray(D._read_bytes(D._find(mnist_dir(), MNIST_FILES[3])))
+    labels = bytearray(I._read_bytes(M._find(mnist_dir(), MNIST_FILES[3])))
     labels[8] = (labels[8] + 1) % 10  # one test label changed: structure intact, checksum not
     bad = folder / MNIST_FILES[3]
     bad.write_bytes(bytes(labels))
@@ -356,14 +359,14 @@ def test_user_folder_is_never_modified(tmp_path, http_server):
     load_dataset("mnist", data_dir=folder, mirrors=[url + "/m/"])
     assert snapshot(folder) == before
 
-    victim = D._find(folder, "t10k-images-idx3-ubyte")
+    victim = M._find(folder, "t10k-images-idx3-ubyte")
     victim.unlink()
     before = snapshot(folder)
     with pytest.raises(DataError) as err:
         load_dataset("mnist", data_dir=folder, mirrors=[url + "/m/"], timeout=2)
     message = str(err.value)
     assert "has no t10k-images-idx3-ubyte" in message and str(folder) in message
-    assert "--data-dir" in message and D.MNIST_MIRRORS[0] in message  # which folder, where to get it
+    assert "--data-dir" in message and M.MNIST_MIRRORS[0] in message  # which folder, where to get it
     assert snapshot(folder) == before and server.requests == []
     assert not (tmp_path / "xdg-cache").exists()  # nothing went to the cache either
 
@@ -509,14 +512,6 @@ def test_train_val_split():
     assert len(tr) == 100 and len(va) == 0
     with pytest.raises(DataError, match="validation size 100"):
         train_val_split(100, val_size=100)
-
-
-def test_iterate_minibatches_covers_a_fresh_permutation():
-    batches = list(iterate_minibatches(10, 4, np.random.default_rng(3)))
-    assert [len(b) for b in batches] == [4, 4, 2]
-    assert sorted(np.concatenate(batches).tolist()) == list(range(10))
-    same = list(iterate_minibatches(10, 4, np.random.default_rng(3)))
-    assert all(np.array_equal(a, b) for a, b in zip(batches, same))
 
 
 # --------------------------------------------------------------------------- translate / jitter

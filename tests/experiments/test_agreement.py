@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from minikd.data import load_dataset, to_float
-from minikd.experiment import checkpoint_params, read_checkpoint
+from minikd.experiments.checkpoints import checkpoint_params, read_checkpoint
 from minikd.train import StageConfig, build_model, predict_logits
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(script, *args):
@@ -28,7 +28,7 @@ def logits_of(path, x):
 def test_agreement_on_a_digits_run(tmp_path):
     out = tmp_path / "run"
     proc = run("reproduce.py", "--dataset", "digits", "--backend", "numpy", "--epochs", "2",
-               "--stages", "teacher,distill", "--out", str(out))
+               "--stages", "teacher,distilled", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     proc = run("agreement.py", "--dataset", "digits", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]

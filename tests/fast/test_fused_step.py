@@ -11,7 +11,7 @@ import pytest
 from minikd import fast
 from minikd.train import StageConfig, Trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -97,7 +97,7 @@ def test_norm_bound_skips_only_when_no_column_can_be_too_long():
     step of a momentum walk whose columns grow into the limit: the weights
     agree, the bounds stay above the true column lengths, and the run both
     skips measurements and rescales columns (so each branch is exercised)."""
-    from minikd.optim import max_norm_
+    from minikd.engine.optim import max_norm_
     rng = np.random.default_rng(5)
     n_in, n_out, n, limit = 120, 90, 20, 1.5
     W = (0.05 * rng.standard_normal((n_in, n_out))).astype(np.float32)

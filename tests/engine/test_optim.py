@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minikd.backend import get_xp, make_rng, to_host
-from minikd.layers import Dense, Sequential, mlp
-from minikd.optim import Constant, ExponentialDecay, LinearRamp, MomentumSGD, max_norm_
+from minikd.engine.backend import get_xp, make_rng, to_host
+from minikd.engine.layers import Dense, Sequential, mlp
+from minikd.engine.optim import Constant, ExponentialDecay, LinearRamp, MomentumSGD, max_norm_
 
 W0 = [[1.0, -2.0], [0.5, 0.25]]
 B0 = [0.0, 1.0]
@@ -155,7 +155,7 @@ def test_optimizer_applies_max_norm_only_where_set(xp):
 
 def test_exponential_decay_with_warmup_by_hand():
     """eps_t = eps_0 * decay^t * min(1, (t+1)/(warmup+1)), written out."""
-    from minikd.optim import ExponentialDecay
+    from minikd.engine.optim import ExponentialDecay
     sched = ExponentialDecay(0.8, 0.5, warmup=3)
     assert sched(0) == pytest.approx(0.8 * 1.0 * 0.25)
     assert sched(1) == pytest.approx(0.8 * 0.5 * 0.5)

@@ -1,7 +1,10 @@
 """Guards that fail on CPU-only CI when engine code would only work on NumPy.
 
-1. Static: the engine modules never import numpy/cupy nor name ``np``/``numpy``;
-   they reach the array module only through ``xp`` (get_xp / get_backend).
+1. Static: every module of minikd/engine/ (and train.py) never imports
+   numpy/cupy nor names ``np``/``numpy``; they reach the array module only
+   through ``xp`` (get_xp / get_backend). backend.py, which chooses the array
+   module, is the one exception. And the engine imports nothing of minikd
+   outside minikd/engine/.
 2. Runtime: the engine runs on a stand-in backend (tests/foreign_backend.py)
    whose arrays NumPy refuses, and gives the same numbers as on NumPy.
 Each guard is shown to catch a planted mistake.
@@ -12,17 +15,19 @@ from pathlib import Path
 import numpy
 import pytest
 
-from minikd.backend import get_xp, make_rng, to_host
-from minikd.gradcheck import check_layer
-from minikd.layers import Dense, Dropout, ReLU, Sequential, mlp
-from minikd.losses import cross_entropy, distillation_loss
-from minikd.optim import MomentumSGD, max_norm_
+from minikd.engine.backend import get_xp, make_rng, to_host
+from minikd.engine.gradcheck import check_layer
+from minikd.engine.layers import Dense, Dropout, ReLU, Sequential, mlp
+from minikd.engine.losses import cross_entropy, distillation_loss
+from minikd.engine.optim import MomentumSGD, max_norm_
 
 import foreign_backend
 from foreign_backend import xp as fxp
 
-ENGINE = Path(__file__).resolve().parents[1] / "minikd"
-ENGINE_MODULES = ["layers.py", "losses.py", "optim.py", "train.py"]
+PACKAGE = Path(__file__).resolve().parents[2] / "minikd"
+ENGINE = PACKAGE / "engine"
+ENGINE_MODULES = sorted(p.name for p in ENGINE.glob("*.py") if p.name != "backend.py")
+XP_ONLY_FILES = [ENGINE / m for m in ENGINE_MODULES] + [PACKAGE / "train.py"]
 ARRAY_MODULES = {"numpy", "cupy"}
 FORBIDDEN_NAMES = {"np", "numpy", "cp", "cupy"}
 
@@ -48,12 +53,42 @@ def array_module_uses(source, filename="<string>"):
     return found
 
 
-@pytest.mark.parametrize("module", ENGINE_MODULES)
-def test_engine_reaches_arrays_only_through_xp(module):
-    path = ENGINE / module
-    if not path.exists():
-        pytest.skip(f"minikd/{module} does not exist yet")
-    assert array_module_uses(path.read_text(), f"minikd/{module}") == []
+def test_the_engine_folder_is_scanned():
+    assert {"layers.py", "losses.py", "optim.py", "gradcheck.py"} <= set(ENGINE_MODULES)
+
+
+@pytest.mark.parametrize("path", XP_ONLY_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_engine_reaches_arrays_only_through_xp(path):
+    assert array_module_uses(path.read_text(), path.name) == []
+
+
+def imports_outside_engine(source, filename="<string>"):
+    """Lines where ``source`` imports a part of minikd that is not in minikd/engine/."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            outside = node.level > 1 or (node.level == 0 and module.split(".")[0] == "minikd"
+                                         and not module.startswith("minikd.engine"))
+        elif isinstance(node, ast.Import):
+            outside = any(a.name.split(".")[0] == "minikd" and not a.name.startswith("minikd.engine")
+                          for a in node.names)
+        else:
+            continue
+        if outside:
+            found.append(f"{filename}:{node.lineno}: imports from outside the engine")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(ENGINE.glob("*.py")), ids=lambda p: p.name)
+def test_engine_imports_nothing_else_of_minikd(path):
+    assert imports_outside_engine(path.read_text(), path.name) == []
+
+
+@pytest.mark.parametrize("planted", ["from ..fast import gemm", "from minikd.train import Trainer",
+                                     "import minikd.data", "from .. import fast"])
+def test_engine_import_guard_catches_planted_imports(planted):
+    assert imports_outside_engine(planted) != []
 
 
 @pytest.mark.parametrize("planted", [

@@ -12,7 +12,7 @@ the layer. Shapes: a batch of N rows; x is (N, n_in), y is (N, n_out).
 """
 from __future__ import annotations
 
-from .backend import get_backend, get_xp
+from .backend import get_xp
 
 
 class Layer:
@@ -50,11 +50,11 @@ class Dense(Layer):
     def __init__(self, n_in, n_out, *, rng, xp=None, dtype="float32", init_std=0.01,
                  max_norm=None):
         super().__init__()
-        xp = xp if xp is not None else get_backend("numpy")
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.max_norm = max_norm
         self.params["W"] = (rng.standard_normal((self.n_in, self.n_out), dtype=dtype)
                             * init_std).astype(dtype, copy=False)
+        xp = xp if xp is not None else get_xp(self.params["W"])  # the bias lives with the weights
         self.params["b"] = xp.zeros(self.n_out, dtype=dtype)
         self.x = None
 
@@ -93,24 +93,40 @@ class Dropout(Layer):
     eval:   y = x
     dL/dx = dL/dy * m   (train)   or   dL/dy   (eval)
 
+    x, y, m: (N, D). The uniform draws come from ``rng``, the generator given
+    to ``forward`` (the training loop passes one per epoch), else the one given
+    here. ``sampler(rng, shape, rate, dtype, out=None)`` replaces
+    ``bernoulli_mask`` where a faster way to draw the same distribution is
+    handed in (minikd.fast does so on NumPy); it must return a mask with the
+    same meaning: 0 or a scale s, with E[m_i] = 1.
+
     ``freeze_mask=True`` in forward reuses the previous mask: a gradient check
     needs the same function at x + h and x - h.
     """
 
-    def __init__(self, rate, *, rng):
+    def __init__(self, rate, *, rng=None, sampler=None):
         super().__init__()
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
         self.rate = float(rate)
         self.rng = rng
+        self.sampler = sampler if sampler is not None else bernoulli_mask
         self.mask = None
 
-    def forward(self, x, *, train, freeze_mask=False):
+    def draw_mask(self, rng, shape, dtype, out=None):
+        """A fresh (shape) mask for this layer's rate, from ``rng`` (or the layer's own)."""
+        rng = rng if rng is not None else self.rng
+        if rng is None:
+            raise ValueError("Dropout needs a random generator in training: pass forward(..., rng=...) "
+                             "or Dropout(rate, rng=...)")
+        return self.sampler(rng, shape, self.rate, dtype, out=out)
+
+    def forward(self, x, *, train, rng=None, freeze_mask=False):
         if not train or self.rate == 0.0:
             self.mask = None
             return x
         if not (freeze_mask and self.mask is not None):
-            self.mask = dropout_mask(self.rng, x.shape, self.rate, x.dtype)
+            self.mask = self.draw_mask(rng, x.shape, x.dtype)
         return x * self.mask
 
     def backward(self, dy):
@@ -120,53 +136,19 @@ class Dropout(Layer):
         return f"Dropout({self.rate})"
 
 
-def dropout_mask(rng, shape, rate, dtype, out=None):
-    """Inverted-dropout mask: 0 with probability ``rate``, else 1/(1 - rate).
+def bernoulli_mask(rng, shape, rate, dtype, out=None):
+    """The plain inverted-dropout mask: [u >= rate] / (1 - rate), u ~ U[0, 1).
 
-    On NumPy, rate 0.5 (the paper's hidden dropout) takes one raw random bit
-    per unit. Other rates draw 16-bit integers u compared with round(rate * 2^16),
-    four of them cut from each 64-bit word of the generator's raw stream --
-    about 4x cheaper than float draws; the rate is thereby rounded to a
-    multiple of 1/65536 (0.2 -> 0.19999695) and the scale uses that exact
-    rate, so E[mask] = 1 stays exact. On CuPy it is a float draw u >= rate.
-    ``out``, if given, receives the mask (no allocation for it).
+    rng: a NumPy or CuPy generator (the mask lives where it does). ``out``, if
+    given, receives the mask.
     """
-    if get_xp_of_rng(rng) == "numpy":
-        size = 1
-        for s in shape:
-            size *= s
-        if rate == 0.5 and hasattr(rng, "bit_generator"):
-            # One random bit per unit: 16x fewer random bits than the 16-bit
-            # path and exact for rate 0.5 (each bit is 1 with probability 1/2).
-            xp = get_backend("numpy")  # a NumPy generator: its raw stream lives on the host
-            raw = rng.bit_generator.random_raw((size + 63) // 64)
-            bits = xp.unpackbits(raw.view(xp.uint8), count=size).reshape(shape)
-            if out is None:
-                out = xp.empty(shape, dtype)
-            xp.multiply(bits, xp.asarray(2.0, dtype=dtype), out=out)  # {0, 1} * 1/(1 - 0.5)
-            return out
-        threshold = int(round(rate * 65536))
-        if hasattr(rng, "bit_generator"):  # numpy.random.Generator: cut the raw 64-bit words
-            u = rng.bit_generator.random_raw((size + 3) // 4).view("uint16")[:size].reshape(shape)
-        else:  # a generator without a raw stream (the tests' stand-in backend)
-            u = rng.integers(0, 65536, size=shape, dtype="uint16")
-        keep = u >= threshold
-        scale = 65536.0 / (65536 - threshold)
-    else:
-        keep = rng.random(shape, dtype=dtype) >= rate
-        scale = 1.0 / (1.0 - rate)
+    keep = rng.random(shape, dtype=dtype) >= rate
     if out is None:
-        mask = keep.astype(dtype)
+        out = keep.astype(dtype)
     else:
-        mask = out
-        mask[...] = keep
-    mask *= scale
-    return mask
-
-
-def get_xp_of_rng(rng):
-    """"numpy" or "cupy": which library a random generator belongs to."""
-    return "cupy" if type(rng).__module__.startswith("cupy") else "numpy"
+        out[...] = keep
+    out *= 1.0 / (1.0 - rate)
+    return out
 
 
 class Sequential(Layer):
@@ -180,10 +162,11 @@ class Sequential(Layer):
         super().__init__()
         self.layers = list(layers)
 
-    def forward(self, x, *, train, freeze_mask=False):
+    def forward(self, x, *, train, rng=None, freeze_mask=False):
+        """``rng`` and ``freeze_mask`` reach the Dropout layers (and nested Sequentials)."""
         for layer in self.layers:
             if isinstance(layer, (Dropout, Sequential)):
-                x = layer.forward(x, train=train, freeze_mask=freeze_mask)
+                x = layer.forward(x, train=train, rng=rng, freeze_mask=freeze_mask)
             else:
                 x = layer.forward(x, train=train)
         return x
@@ -224,17 +207,19 @@ class Sequential(Layer):
 
 
 def mlp(sizes, *, rng, xp=None, dtype="float32", input_dropout=0.0, hidden_dropout=0.0,
-        max_norm=None, init_std=0.01, dropout_rng=None):
+        max_norm=None, init_std=0.01, dropout_rng=None, mask_sampler=None):
     """The paper's networks: Dense-ReLU(-Dropout) blocks and a final Dense.
 
     sizes: (n_in, h_1, ..., h_k, n_classes), e.g. (784, 1200, 1200, 10).
     ``max_norm`` is set on the hidden layers only (the incoming weights of
     hidden units, Hinton et al. 2012); the output layer is unconstrained.
+    ``dropout_rng`` is the Dropout layers' own generator (default ``rng``),
+    used when forward is given none; ``mask_sampler`` goes to every Dropout.
     """
     dropout_rng = dropout_rng if dropout_rng is not None else rng
     layers = []
     if input_dropout:
-        layers.append(Dropout(input_dropout, rng=dropout_rng))
+        layers.append(Dropout(input_dropout, rng=dropout_rng, sampler=mask_sampler))
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         hidden = i < len(sizes) - 2
         layers.append(Dense(n_in, n_out, rng=rng, xp=xp, dtype=dtype, init_std=init_std,
@@ -242,5 +227,5 @@ def mlp(sizes, *, rng, xp=None, dtype="float32", input_dropout=0.0, hidden_dropo
         if hidden:
             layers.append(ReLU())
             if hidden_dropout:
-                layers.append(Dropout(hidden_dropout, rng=dropout_rng))
+                layers.append(Dropout(hidden_dropout, rng=dropout_rng, sampler=mask_sampler))
     return Sequential(*layers)

@@ -6,8 +6,8 @@ import types
 import numpy
 import pytest
 
-from minikd import backend
-from minikd.backend import BackendError, get_backend, get_xp, make_rng, to_device, to_host
+from minikd.engine import backend
+from minikd.engine.backend import BackendError, get_backend, get_xp, make_rng, to_device, to_host
 
 
 def test_numpy_by_name_is_numpy():

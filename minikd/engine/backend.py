@@ -105,6 +105,19 @@ def make_rng(xp, seed, *keys):
     return xp.random.default_rng(int(seq.generate_state(1, dtype=numpy.uint64)[0] >> 1))
 
 
+def shuffled_indices(rng, n):
+    """A random permutation of range(n) from ``rng``, on the generator's backend.
+
+    NumPy: ``rng.permutation(n)``. ``cupy.random.Generator`` has no
+    ``permutation`` (nor ``choice``, ``shuffle``), so on CuPy the order is that
+    of n uniform draws, sorted: ``argsort(rng.random(n))`` (ties have
+    probability ~n^2 / 2^53, and break by index).
+    """
+    if isinstance(rng, numpy.random.Generator):
+        return rng.permutation(n)
+    return rng.random(n).argsort()
+
+
 def to_device(x, xp, dtype=None):
     """Copy a host (NumPy) array to the backend ``xp`` (no-op for NumPy)."""
     if dtype is not None:

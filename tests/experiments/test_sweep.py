@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd.sweep import (Cell, DaskMissing, check_high_width_claim, check_low_width_claim, parse_list,
-                          seed_noise, start_client, summarize_cells, tukey_hsd)
+from minikd.experiments.stats import seed_noise, tukey_hsd
+from minikd.experiments.sweep import (Cell, DaskMissing, check_high_width_claim, check_low_width_claim, parse_list,
+                                      start_client, summarize_cells)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 SCRIPT = ROOT / "scripts" / "temperature_sweep.py"
 
@@ -104,7 +105,7 @@ def flaky(factor, cell):
 
 def test_a_failed_cell_is_reported_and_the_others_finish():
     pytest.importorskip("distributed")
-    from minikd.sweep import run_grid
+    from minikd.experiments.sweep import run_grid
     client, cluster = start_client(n_workers=1, processes=False)
     try:
         cells = [Cell(1.0, w, 0) for w in (1, 13, 3)]

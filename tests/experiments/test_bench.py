@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from minikd import fast
-from minikd.profile import ProductFloor, epoch_batches, epoch_flops, step_products
+from minikd.experiments.timing import ProductFloor, epoch_batches, epoch_flops, step_products
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_step_of_the_teacher_has_8_products():
@@ -59,22 +59,25 @@ def test_floor_computes_the_products_it_claims(blas):
 
 
 def test_profile_restores_what_it_wraps():
-    from minikd import data
-    from minikd.profile import profile_epoch
+    from minikd import train
+    from minikd.experiments.timing import profile_epoch
+    from minikd.fast import fused_step
     from minikd.train import StageConfig, Trainer
     rng = np.random.default_rng(0)
     x = rng.random((64, 16), dtype=np.float32)
     y = rng.integers(0, 3, 64).astype(np.int32)
     cfg = StageConfig("teacher", (16, 12, 3), epochs=1, batch_size=16, input_dropout=0.2, hidden_dropout=0.5,
                       max_norm=1.0, jitter=1, image_shape=(4, 4))
-    before = (fast.gemm, fast.dropout_mask, data.jitter)
+    before = (fused_step.gemm, fused_step.add_, train.jitter_images)
     for use_fast in (True, False):
         trainer = Trainer(cfg, np, x, y, x, y, fast=use_fast)
+        samplers = [layer.sampler for layer in trainer.model.layers if hasattr(layer, "sampler")]
         prof = profile_epoch(trainer, 0)
+        assert samplers and samplers == [layer.sampler for layer in trainer.model.layers if hasattr(layer, "sampler")]
         assert prof["step"] == ("fused" if use_fast else "reference")
         assert abs(sum(s for _, s, _ in prof["rows"]) - prof["epoch_sec"]) < 1e-9
         assert "loss_and_grad" not in vars(trainer) and "batch_inputs" not in vars(trainer)
-    assert (fast.gemm, fast.dropout_mask, data.jitter) == before
+    assert (fused_step.gemm, fused_step.add_, train.jitter_images) == before
 
 
 def _positive(x):

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd.experiment import CheckpointError
-from minikd.sweep import (ShiftCurve, apply_bias_shift, best_bias_shift, class_counts,
-                          filter_transfer_set, load_teacher, per_class_errors, shift_report,
-                          wilson_interval)
+from minikd.experiments.checkpoints import CheckpointError, load_teacher
+from minikd.experiments.stats import wilson_interval
+from minikd.experiments.transfer import (ShiftCurve, apply_bias_shift, best_bias_shift, class_counts,
+                                         filter_transfer_set, per_class_errors, shift_report)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # One BLAS thread: on a busy 2-core machine, threads that spin-wait on each
 # other make small products ~20x slower.
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -136,7 +136,7 @@ def test_wilson_interval():
 def test_a_teacher_of_another_dataset_or_size_is_refused(tmp_path):
     from types import SimpleNamespace
 
-    from minikd.experiment import save_checkpoint
+    from minikd.experiments.checkpoints import save_checkpoint
     from minikd.train import StageConfig, Trainer
     cfg = StageConfig("teacher", (64, 8, 8, 10), epochs=1, image_shape=(8, 8))
     x = np.zeros((4, 64), np.float32)

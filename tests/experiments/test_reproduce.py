@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd import experiment
+from minikd.experiments import checkpoints, profiles
 from minikd.train import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "reproduce.py"
 
 DIGITS = ["--dataset", "digits", "--backend", "numpy"]
@@ -47,14 +47,14 @@ def test_digits_pipeline_end_to_end(tmp_path):
                  "learning_curves.png"):
         assert (out / name).stat().st_size > 0
     # distill alone reuses the saved teacher and keeps the other rows of the table
-    proc = run_cli(*DIGITS, "--epochs", "3", "--stages", "distill", "--out", str(out))
+    proc = run_cli(*DIGITS, "--epochs", "3", "--stages", "distilled", "--out", str(out))
     res2 = json.loads((out / "results.json").read_text())
     assert res2["models"]["teacher"]["test_errors"] == res["models"]["teacher"]["test_errors"]
     assert res2["models"]["distilled"]["test_errors"] == res["models"]["distilled"]["test_errors"]
 
 
 def test_distill_without_saved_teacher_is_refused(tmp_path):
-    proc = run_cli(*DIGITS, "--epochs", "1", "--stages", "distill", "--out", str(tmp_path), check=False)
+    proc = run_cli(*DIGITS, "--epochs", "1", "--stages", "distilled", "--out", str(tmp_path), check=False)
     assert proc.returncode == 1
     assert "no saved teacher" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -67,7 +67,7 @@ def test_mnist_subset_smoke(tmp_path, mnist_dir):
     assert res["models"]["teacher"]["train_size"] == 2000
     assert res["config"]["stages"]["teacher"]["sizes"] == [784, 1200, 1200, 10]
     assert res["config"]["stages"]["student"]["sizes"] == [784, 800, 800, 10]
-    assert res["config"]["stages"]["distill"]["temperature"] == 20.0
+    assert res["config"]["stages"]["distilled"]["temperature"] == 20.0
     # two epochs on 2,000 images: the teacher and student beat chance (9,000 errors);
     # the distilled student copies a barely-trained teacher, so only its range is checked
     assert res["models"]["teacher"]["test_errors"] < 9000
@@ -76,7 +76,7 @@ def test_mnist_subset_smoke(tmp_path, mnist_dir):
 
 
 def _params(path):
-    header, arrays = experiment.read_checkpoint(path)
+    header, arrays = checkpoints.read_checkpoint(path)
     return header, {k: v for k, v in arrays.items() if k.startswith("param.")}
 
 
@@ -94,8 +94,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists():
             try:
-                done = experiment.read_checkpoint(ckpt)[0]["epochs_done"]
-            except experiment.CheckpointError:
+                done = checkpoints.read_checkpoint(ckpt)[0]["epochs_done"]
+            except checkpoints.CheckpointError:
                 done = 0
             if done >= 3:
                 break
@@ -104,7 +104,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
         pytest.fail("the run finished before it could be killed; make it longer")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    stopped_at = experiment.read_checkpoint(ckpt)[0]["epochs_done"]
+    stopped_at = checkpoints.read_checkpoint(ckpt)[0]["epochs_done"]
     assert 3 <= stopped_at < 12
     run_cli(*args, "--out", str(killed), "--resume")
     full_header, full = _params(tmp_path / "full" / "teacher.npz")
@@ -125,9 +125,9 @@ def test_interrupted_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
         f.write(b"half a file")
         raise KeyboardInterrupt  # the process is stopped mid-write
 
-    monkeypatch.setattr(experiment.np, "savez", broken_savez)
+    monkeypatch.setattr(checkpoints.np, "savez", broken_savez)
     with pytest.raises(KeyboardInterrupt):
-        experiment.atomic_write_bytes(path, lambda f: experiment.np.savez(f, a=np.zeros(3)))
+        checkpoints.atomic_write_bytes(path, lambda f: checkpoints.np.savez(f, a=np.zeros(3)))
     assert path.read_bytes() == b"previous good checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher.npz"]  # no temp left behind
 
@@ -144,12 +144,12 @@ def test_checkpoint_of_other_architecture_is_refused(tmp_path):
 
 
 def test_checkpoint_of_other_dataset_is_refused(tmp_path):
-    cfgs = experiment.profile_configs("quick", n_features=64, n_classes=10, image_shape=(8, 8), epochs=1)
+    cfgs = profiles.profile_configs("quick", n_features=64, n_classes=10, image_shape=(8, 8), epochs=1)
     x = np.zeros((20, 64), np.float32)
     y = np.zeros(20, np.int32)
     trainer = Trainer(cfgs["student"], np, x, y, x, y)
     path = tmp_path / "student_seed0.npz"
-    experiment.save_checkpoint(path, trainer, {"dataset": "idx", "train_size": None, "validation": False})
+    checkpoints.save_checkpoint(path, trainer, {"dataset": "idx", "train_size": None, "validation": False})
     proc = run_cli(*DIGITS, "--epochs", "1", "--stages", "student", "--resume", "--out", str(tmp_path),
                    check=False)
     assert proc.returncode == 1 and "dataset='idx'" in proc.stderr
@@ -161,8 +161,8 @@ def test_checkpoint_is_never_unpickled(tmp_path):
     marker = tmp_path / "pwned"
     payload = np.array([_Evil(str(marker))], dtype=object)
     np.savez(path, header=np.array(json.dumps({"format": "minikd-checkpoint-1"})), payload=payload)
-    with pytest.raises(experiment.CheckpointError, match="unreadable"):
-        experiment.read_checkpoint(path)
+    with pytest.raises(checkpoints.CheckpointError, match="unreadable"):
+        checkpoints.read_checkpoint(path)
     assert not marker.exists()
 
 
@@ -192,15 +192,15 @@ def test_bad_flags_are_refused(tmp_path):
 
 
 def test_paper_profile_matches_the_2012_recipe():
-    cfgs = experiment.profile_configs("paper", n_features=784, n_classes=10, image_shape=(28, 28))
+    cfgs = profiles.profile_configs("paper", n_features=784, n_classes=10, image_shape=(28, 28))
     t = cfgs["teacher"]
     assert (t.epochs, t.batch_size, t.lr_decay, t.momentum_start, t.momentum_end, t.momentum_ramp) == \
         (3000, 100, 0.998, 0.5, 0.99, 500)
     assert t.sizes == (784, 1200, 1200, 10) and t.jitter == 2
     assert (t.input_dropout, t.hidden_dropout) == (0.2, 0.5)
     assert t.max_norm == pytest.approx(15 ** 0.5)
-    assert cfgs["distill"].temperature == 20.0 and cfgs["student"].input_dropout == 0.0
-    length = experiment.profile_configs("paper", n_features=784, n_classes=10, image_shape=(28, 28),
+    assert cfgs["distilled"].temperature == 20.0 and cfgs["student"].input_dropout == 0.0
+    length = profiles.profile_configs("paper", n_features=784, n_classes=10, image_shape=(28, 28),
                                         max_norm_on="length")
     assert length["teacher"].max_norm == 15.0
 
@@ -208,11 +208,11 @@ def test_paper_profile_matches_the_2012_recipe():
 def test_quick_profile_spreads_the_papers_learning_rate_fall():
     """Quick: eps falls by the paper's 0.998^3000 (~400x) over each stage's own epochs."""
     for epochs in (None, 5):
-        cfgs = experiment.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28),
+        cfgs = profiles.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28),
                                           epochs=epochs)
         for cfg in cfgs.values():
             assert cfg.lr_decay ** cfg.epochs == pytest.approx(0.998 ** 3000)
-    fixed = experiment.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28), lr_decay=0.9)
+    fixed = profiles.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28), lr_decay=0.9)
     assert {c.lr_decay for c in fixed.values()} == {0.9}
 
 

@@ -2,10 +2,10 @@
 import numpy
 import pytest
 
-from minikd.backend import get_xp, make_rng
-from minikd.gradcheck import check_gradient, check_layer, numerical_gradient, relative_error
-from minikd.layers import Dense, Layer
-from minikd.losses import softmax
+from minikd.engine.backend import get_xp, make_rng
+from minikd.engine.gradcheck import check_gradient, check_layer, numerical_gradient, relative_error
+from minikd.engine.layers import Dense, Layer
+from minikd.engine.losses import softmax
 
 
 def host_rng(seed=0):

@@ -1,0 +1,222 @@
+"""Reproduce the MNIST table of Hinton, Vinyals & Dean (2015), section 3.
+
+    teacher            784-1200-1200-10, dropout, max-norm, +-2 pixel jitter   paper: 67 errors
+    student            784-800-800-10, hard labels only                        paper: 146
+    distilled student  784-800-800-10, hard labels + teacher soft targets T=20 paper: 74
+
+    python scripts/reproduce.py                      # quick profile, MNIST, ~30 min on 2 CPU cores
+    python scripts/reproduce.py --backend cupy --profile paper   # the full 3,000-epoch schedule
+
+Everything is written to --out: results.json, one checkpoint per model,
+learning_curves.png. --resume continues an interrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+from ..train import teacher_soft_targets
+from .args import add_common_args, fail, load_data_or_exit, pick_backend_or_exit
+from .profiles import profile_configs
+from .results import PAPER_TABLE, SEED_REPRO_TABLE, environment_info, save_figure, write_json
+from .stage import STAGE_ALIASES, STAGES, StageRunError, prepare_arrays, run_stage
+
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, default_out="runs/reproduce")
+    p.add_argument("--profile", choices=("quick", "paper"), default="quick",
+                   help="quick: the 2012 recipe compressed for a 2-core CPU (default); "
+                        "paper: batch 100, 3,000 epochs per model, eps decay 0.998, momentum ramp 500 epochs")
+    p.add_argument("--stages", default="teacher,student,distilled",
+                   help="comma-separated subset of teacher,student,distilled (default: all; 'distill' "
+                        "is accepted for distilled). distilled without teacher reuses the teacher saved in --out")
+    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs of every stage")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="use only the first N training images (smoke runs)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train the student and the distilled student with this many seeds "
+                        "(--seed, --seed+1, ...); the teacher is trained once")
+    p.add_argument("--temperature", type=float, default=20.0, help="distillation temperature T (default 20)")
+    p.add_argument("--hard-weight", type=float, default=None,
+                   help="weight of the hard-label cross-entropy in distillation (default: the profile's, "
+                        "1.0 for quick and paper, chosen on the validation split: README, Choices)")
+    p.add_argument("--soft-weight", type=float, default=1.0,
+                   help="weight of the T^2-scaled soft cross-entropy (default 1)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate eps_0 for every stage (default: profile's, 1 for every stage except "
+                        "the quick profile's teacher, 0.7; the paper says 10, public code used 1)")
+    p.add_argument("--lr-decay", type=float, default=None,
+                   help="per-epoch factor of the learning rate for every stage (default: profile's; quick "
+                        "compresses the paper's 0.998^3000 fall into the stage's epochs)")
+    p.add_argument("--lr-warmup", type=int, default=None,
+                   help="epochs of linear learning-rate warm-up for the student and the distilled student "
+                        "(default: profile's)")
+    p.add_argument("--max-norm", type=float, default=15.0,
+                   help="the teacher's max-norm limit as the paper states it (default 15)")
+    p.add_argument("--max-norm-on", choices=("squared", "length"), default="squared",
+                   help="what --max-norm bounds: the squared length of each hidden unit's incoming weight "
+                        "vector (default; length <= sqrt(15)) or the length itself")
+    p.add_argument("--validation", action="store_true",
+                   help="hold out the end of the training set and report errors on it instead of the "
+                        "test set (for choosing schedules without looking at the test set)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each stage from its checkpoint in --out (finished stages are reused)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="epochs between checkpoints (default: 1 for quick, 10 for paper)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="epochs between test evaluations (default: 1 for quick, 10 for paper)")
+    p.add_argument("--no-fast", action="store_true",
+                   help="use the readable reference step instead of the fused CPU step")
+    args = p.parse_args(argv)
+    stages = [STAGE_ALIASES.get(s.strip(), s.strip()) for s in args.stages.split(",") if s.strip()]
+    bad = [s for s in stages if s not in STAGES]
+    if bad or not stages:
+        p.error(f"--stages: unknown stage(s) {', '.join(bad) or '(none)'}; choose from {', '.join(STAGES)}")
+    args.stages = [s for s in STAGES if s in stages]
+    if args.seeds < 1:
+        p.error("--seeds must be at least 1")
+    if args.temperature <= 0:
+        p.error(f"--temperature must be > 0, got {args.temperature}")
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs must be at least 1, got {args.epochs}")
+    return args
+
+
+def load_previous_results(path, config):
+    """results.json already in --out from a run on the same data, or {}.
+
+    A stage run alone (e.g. ``--stages distilled`` after the teacher) keeps the
+    other models' entries, so the final table shows all three.
+    """
+    import json
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    same = all(old.get("config", {}).get(k) == config[k]
+               for k in ("profile", "dataset", "n_train", "evaluated_on", "n_eval"))
+    return old if same else {}
+
+
+def print_table(models, eval_name):
+    rows = [("model", f"{eval_name} errors", "error %", "paper", "seed repro")]
+    for key, label in (("teacher", "teacher"), ("student", "student"), ("distilled", "distilled student")):
+        if key not in models:
+            continue
+        m = models[key]
+        errs = m.get("test_errors_all_seeds", [m["test_errors"]])
+        shown = " / ".join(str(e) for e in errs)
+        pct = " / ".join(f"{100.0 * e / m['n_eval']:.2f}" for e in errs)
+        rows.append((label, shown, pct, str(PAPER_TABLE[key]), str(SEED_REPRO_TABLE[key])))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        if i == 0:
+            print(line)
+    print(line)
+
+
+def plot_curves(models, path, eval_name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {"teacher": "C0", "student": "C1", "distilled": "C2"}
+    for key, m in models.items():
+        pts = [(h["epoch"] + 1, h["test_errors"]) for h in m["history"] if h["test_errors"] >= 0]
+        if pts:
+            ax.plot(*zip(*pts), color=colors[key], label=f"{key} (seed {m['seed']})")
+        ax.axhline(PAPER_TABLE[key], color=colors[key], ls="--", lw=0.8, label=f"paper {key}: {PAPER_TABLE[key]}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{eval_name} errors")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("minikd: learning curves")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    xp = pick_backend_or_exit(args.backend)
+    dataset = load_data_or_exit(args)
+    out = Path(args.out)
+    try:
+        arrays = prepare_arrays(dataset, xp, train_size=args.train_size, validation=args.validation)
+    except ValueError as exc:
+        fail(str(exc))
+    cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
+                           image_shape=dataset.image_shape, epochs=args.epochs, seed=args.seed,
+                           temperature=args.temperature, hard_weight=args.hard_weight,
+                           soft_weight=args.soft_weight, lr=args.lr, lr_warmup=args.lr_warmup,
+                           lr_decay=args.lr_decay,
+                           max_norm=args.max_norm,
+                           max_norm_on=args.max_norm_on,
+                           jitter=2 if dataset.image_shape[0] >= 16 else 1)
+    every = 1 if args.profile == "quick" else 10
+    meta = {"dataset": dataset.name, "train_size": args.train_size, "validation": args.validation,
+            "profile": args.profile}
+    run_kw = dict(out=out, resume=args.resume, meta=meta, fast=not args.no_fast,
+                  checkpoint_every=args.checkpoint_every or every, eval_every=args.eval_every or every)
+    results_path = out / "results.json"
+    results = {"models": {}, "config": {
+        "argv": sys.argv[1:] if argv is None else list(argv), "profile": args.profile,
+        "dataset": dataset.name, "data_source": dataset.source, "n_train": arrays["n_train"],
+        "evaluated_on": arrays["eval_name"], "n_eval": arrays["n_eval"], "seeds": args.seeds,
+        "stages": {k: cfgs[k].to_dict() for k in args.stages},
+    }, "environment": environment_info(xp), "paper": PAPER_TABLE, "seed_reproduction": SEED_REPRO_TABLE}
+    previous = load_previous_results(results_path, results["config"])
+    for key, entry in previous.get("models", {}).items():
+        if key not in args.stages:
+            results["models"][key] = entry  # a stage run earlier into the same --out
+            results["config"]["stages"].update(
+                {k: v for k, v in previous["config"].get("stages", {}).items() if k == key})
+    t_start = time.time()
+    teacher_model = None
+    try:
+        for stage in args.stages:
+            seeds = [args.seed] if stage == "teacher" else [args.seed + i for i in range(args.seeds)]
+            soft = None
+            if stage == "distilled":
+                teacher_model = teacher_model or run_stage(cfgs["teacher"], arrays, xp, reuse_only=True,
+                                                           **run_kw)[0].model
+                t0 = time.perf_counter()
+                soft = teacher_soft_targets(teacher_model, arrays["x_train"])
+                print(f"teacher soft targets for {soft.shape[0]} training images: "
+                      f"{time.perf_counter() - t0:.1f} s (computed once)", file=sys.stderr)
+            runs = []
+            for seed in seeds:
+                cfg = cfgs[stage].__class__(**{**cfgs[stage].__dict__, "seed": seed})
+                trainer, entry = run_stage(cfg, arrays, xp, soft_logits=soft, **run_kw)
+                runs.append(entry)
+                if stage == "teacher":
+                    teacher_model = trainer.model
+            entry = dict(runs[0])
+            if len(runs) > 1:
+                entry["test_errors_all_seeds"] = [r["test_errors"] for r in runs]
+                entry["test_errors_mean"] = sum(entry["test_errors_all_seeds"]) / len(runs)
+                entry["seeds"] = [{k: r[k] for k in ("seed", "test_errors", "sec_per_epoch", "wall_seconds")}
+                                  for r in runs]
+            results["models"][stage] = entry
+            results["wall_seconds_this_run"] = time.time() - t_start
+            write_json(results_path, results)
+    except StageRunError as exc:
+        fail(str(exc))
+    print_table(results["models"], arrays["eval_name"])
+    plot_curves(results["models"], out / "learning_curves.png", arrays["eval_name"])
+    print(f"wall time of this run {results['wall_seconds_this_run'] / 60:.1f} min; results in {results_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

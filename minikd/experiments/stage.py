@@ -1,0 +1,162 @@
+"""Running one training stage for a command: the data on the device, a progress
+bar, checkpoints and resume.
+
+A stage's key is its name: ``teacher``, ``student`` or ``distilled`` -- the
+same word in StageConfig.name, ``--stages``, the checkpoint's file name and
+results.json's ``models``.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data import to_float, train_val_split
+from ..engine.backend import to_device, to_host
+from ..train import DivergenceError, StageConfig, Trainer, count_test_errors
+from .checkpoints import CheckpointError, check_compatible, load_into, read_checkpoint, save_checkpoint
+
+
+STAGES = ("teacher", "student", "distilled")
+STAGE_ALIASES = {"distill": "distilled"}  # the name the distilled stage had on the command line before
+
+
+class StageRunError(RuntimeError):
+    """A stage cannot run or stopped (message is for the user)."""
+
+
+def training_subset(dataset, train_size=None):
+    """The first ``train_size`` training images and labels (all when None).
+
+    Raises ValueError naming --train-size when it is out of range.
+    """
+    x, y = dataset.x_train, dataset.y_train
+    if train_size is None:
+        return x, y
+    if not 0 < train_size <= len(y):
+        raise ValueError(f"--train-size {train_size} must be between 1 and {len(y)}")
+    return x[:train_size], y[:train_size]
+
+
+def prepare_arrays(dataset, xp, *, train_size=None, validation=False):
+    """Float32 inputs (N, D) in [0, 1] and int32 labels, moved to ``xp`` once.
+
+    validation=True trains on the first part of the training set and
+    evaluates on the held-out rest (``data.train_val_split``) instead of the
+    test set: the honest way to choose schedules. Returns a dict with x_train,
+    y_train, x_test, y_test (device arrays), eval_name and n_train.
+    """
+    x_tr, y_tr = training_subset(dataset, train_size)
+    if validation:
+        tr_idx, va_idx = train_val_split(len(y_tr))
+        x_ev, y_ev = x_tr[va_idx], y_tr[va_idx]
+        x_tr, y_tr = x_tr[tr_idx], y_tr[tr_idx]
+        eval_name = "validation"
+    else:
+        x_ev, y_ev = dataset.x_test, dataset.y_test
+        eval_name = "test"
+    return {
+        "x_train": to_float(x_tr, xp), "y_train": to_device(y_tr, xp, dtype=np.int32),
+        "x_test": to_float(x_ev, xp), "y_test": to_device(y_ev, xp, dtype=np.int32),
+        "eval_name": eval_name, "n_train": int(len(y_tr)), "n_eval": int(len(y_ev)),
+    }
+
+
+def checkpoint_path(out, cfg):
+    name = cfg.name
+    return Path(out) / (f"{name}.npz" if name == "teacher" else f"{name}_seed{cfg.seed}.npz")
+
+
+def _restore(trainer, path, meta, *, strict=True):
+    """Load a checkpoint into ``trainer``. Always refuses another architecture
+    or dataset; ``strict`` (resuming) also refuses any other training setting,
+    since continuing under a different schedule would not be the same run."""
+    header, arrays = read_checkpoint(path)
+    check_compatible(path, header, trainer.cfg, meta)
+    saved = StageConfig.from_dict(header["config"]).to_dict()  # fills fields added since it was saved
+    mine = trainer.cfg.to_dict()
+    diff = [k for k in mine if strict and k != "epochs" and saved.get(k) != mine[k]]
+    if diff:
+        k = diff[0]
+        raise CheckpointError(f"checkpoint {path} was trained with {k}={saved.get(k)!r}, this run asks for "
+                              f"{k}={mine[k]!r}; rerun with the same flags, or use another --out")
+    load_into(trainer, header, arrays)
+    return header
+
+
+def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, checkpoint_every=1,
+              eval_every=1, soft_logits=None, reuse_only=False, progress=True):
+    """Train (or resume, or reuse) one stage; returns (trainer, results entry).
+
+    reuse_only: load a finished checkpoint and never train (the saved teacher
+    for a run of the distilled stage alone).
+    """
+    meta = dict(meta or {})
+    path = checkpoint_path(out, cfg)
+    try:
+        trainer = Trainer(cfg, xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                          soft_logits=soft_logits, fast=fast)
+        if reuse_only or (resume and path.exists()):
+            if reuse_only and not path.exists():
+                raise StageRunError(f"no saved {cfg.name} at {path}: include it in --stages "
+                                    f"(e.g. --stages teacher,distilled) or point --out at the run that has it")
+            header = _restore(trainer, path, meta, strict=not reuse_only)
+            planned = int(header["config"]["epochs"])
+            if reuse_only and trainer.start_epoch < planned:
+                raise StageRunError(f"the saved {cfg.name} at {path} finished {trainer.start_epoch} of its "
+                                    f"{planned} epochs: finish it with --stages {cfg.name} --resume")
+            if reuse_only:
+                trainer.cfg = StageConfig.from_dict(header["config"])  # the teacher as it was trained
+    except (CheckpointError, ValueError) as exc:
+        raise StageRunError(str(exc))
+
+    bar = None
+    if progress and trainer.start_epoch < cfg.epochs:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.epochs, initial=trainer.start_epoch, desc=f"{cfg.name} (seed {cfg.seed})",
+                   unit="ep", dynamic_ncols=True, file=sys.stderr)
+
+    def on_epoch(log):
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{log.loss:.4f}", errors=log.test_errors if log.test_errors >= 0 else "-",
+                            s_per_ep=f"{log.sec:.2f}")
+        if (log.epoch + 1) % checkpoint_every == 0 or log.epoch + 1 == cfg.epochs:
+            save_checkpoint(path, trainer, meta)
+
+    t0 = time.time()
+    try:
+        trainer.fit(on_epoch=on_epoch, eval_every=eval_every)
+    except DivergenceError as exc:
+        raise StageRunError(f"{exc}. The last good checkpoint is {path}.")
+    finally:
+        if bar is not None:
+            bar.close()
+    hist = trainer.history
+    if not hist:
+        raise StageRunError(f"{cfg.name}: no epoch was trained or restored")
+    final = hist[-1]
+    if final.test_errors < 0:  # restored mid-interval: evaluate now
+        final = replace(final, test_errors=int(to_host(count_test_errors(trainer.model, arrays["x_test"],
+                                                                         arrays["y_test"]))))
+        hist[-1] = final
+    entry = {
+        "seed": cfg.seed,
+        "test_errors": int(final.test_errors),
+        "n_eval": int(arrays["n_eval"]),
+        "evaluated_on": arrays["eval_name"],
+        "epochs": int(len(hist)),
+        "train_size": int(arrays["n_train"]),
+        "sec_per_epoch": float(sum(h.sec for h in hist) / len(hist)),
+        "wall_seconds": float(time.time() - t0),  # this process only (a resumed stage: since the resume)
+        "train_seconds_total": float(sum(h.sec for h in hist)),  # all training passes, across resumes
+        "backend": trainer.backend,
+        "fast_step": trainer.step_impl is not None,
+        "checkpoint": str(path),
+        "history": [vars(h) for h in hist],
+        "config": cfg.to_dict(),
+    }
+    return trainer, entry
