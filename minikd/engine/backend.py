@@ -15,6 +15,8 @@ interval for the numbers a person reads.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy
 
 BACKENDS = ("numpy", "cupy", "auto")
@@ -26,15 +28,22 @@ class BackendError(RuntimeError):
 
 def _cupy_or_reason():
     """Return (cupy module, None) if CuPy works with a visible CUDA device,
-    else (None, reason) where reason is one plain sentence."""
+    else (None, reason) where reason is one plain sentence.
+
+    "Works" means more than importing and counting devices: one small array
+    operation runs on the device and its result comes back. That makes CuPy
+    compile a kernel, which fails where the NVIDIA driver is present but the
+    CUDA compiler library (NVRTC) is not -- a machine where counting devices
+    succeeds and every training step would fail.
+    """
     try:
         import cupy  # noqa: WPS433 (optional dependency, imported lazily)
     except ImportError:
         return None, ("CuPy is not installed: install it with "
                       "`pip install -e \".[gpu]\"` (CUDA 12) or "
-                      "`pip install cupy-cuda13x` (CUDA 13), or use --backend numpy.")
+                      "`pip install \"cupy-cuda13x[ctk]\"` (CUDA 13), or use --backend numpy.")
     except Exception as exc:  # a broken CUDA install raises other errors on import
-        return None, f"CuPy failed to import ({type(exc).__name__}: {exc}); use --backend numpy."
+        return None, f"CuPy failed to import ({_short(exc)}); use --backend numpy."
     try:
         n_devices = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
@@ -42,14 +51,31 @@ def _cupy_or_reason():
                       f"({type(exc).__name__}); use --backend numpy.")
     if n_devices < 1:
         return None, "CuPy is installed but no CUDA device is visible; use --backend numpy."
+    try:
+        probe = float((cupy.arange(4, dtype=cupy.float32) * 2).sum())
+    except Exception as exc:
+        return None, (f"CuPy sees {n_devices} CUDA device(s) but cannot run a kernel ({_short(exc)}); "
+                      f"install the CUDA libraries with `pip install -e \".[gpu]\"`, or use --backend numpy.")
+    if probe != 12.0:
+        return None, (f"CuPy computed 0+2+4+6 = {probe} on the device instead of 12; "
+                      f"use --backend numpy.")
     return cupy, None
+
+
+def _short(exc, limit=90):
+    """``Type: first line of the message``, cut to ``limit`` characters (for one-line reasons)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
 
 
 def get_backend(name: str = "auto"):
     """Return the array module for ``name`` in {"numpy", "cupy", "auto"}.
 
-    "auto" picks CuPy when it imports and sees a CUDA device, else NumPy.
-    "cupy" where that is impossible raises BackendError with one sentence.
+    "auto" picks CuPy when it imports, sees a CUDA device and runs a kernel on
+    it, else NumPy; when CuPy is installed but unusable it says why in one
+    line on stderr. "cupy" where that is impossible raises BackendError with
+    the same one sentence.
     """
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}.")
@@ -59,6 +85,8 @@ def get_backend(name: str = "auto"):
     if cupy is not None:
         return cupy
     if name == "auto":
+        if "not installed" not in reason:  # a CPU-only machine needs no explanation
+            print(f"--backend auto: using NumPy, not CuPy: {reason}", file=sys.stderr)
         return numpy
     raise BackendError(reason)
 
@@ -116,6 +144,17 @@ def shuffled_indices(rng, n):
     if isinstance(rng, numpy.random.Generator):
         return rng.permutation(n)
     return rng.random(n).argsort()
+
+
+def random_subset(rng, n, k):
+    """``k`` distinct indices drawn from range(n) by ``rng``, on the generator's backend.
+
+    NumPy: ``rng.choice(n, size=k, replace=False)``; CuPy's generator has no
+    ``choice``, so there it is the first k of ``shuffled_indices(rng, n)``.
+    """
+    if isinstance(rng, numpy.random.Generator):
+        return rng.choice(n, size=k, replace=False)
+    return shuffled_indices(rng, n)[:k]
 
 
 def to_device(x, xp, dtype=None):

@@ -16,7 +16,7 @@ typical, so a tolerance of 1e-6 catches any real mistake.
 """
 from __future__ import annotations
 
-from .backend import get_xp
+from .backend import get_xp, random_subset
 
 
 def numerical_gradient(f, x, *, eps=1e-6, indices=None):
@@ -101,7 +101,7 @@ def check_layer(layer, x, *, rng, train=True, rtol=1e-6, eps=1e-6, max_coords=No
     for name, arr in arrays.items():
         indices = None
         if max_coords is not None and arr.size > max_coords:
-            indices = rng.choice(arr.size, size=max_coords, replace=False)
+            indices = random_subset(rng, arr.size, max_coords).tolist()  # host ints
         errors[name] = check_gradient(scalar, arr, analytic[name], eps=eps, rtol=rtol,
                                       indices=indices)
     return errors

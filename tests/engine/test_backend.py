@@ -109,3 +109,68 @@ def test_to_device_and_back(xp, dtype):
     assert isinstance(back, numpy.ndarray)
     numpy.testing.assert_array_equal(back, host)
     backend.synchronize(xp)  # a no-op on numpy, a real wait on cupy
+
+
+def _fake_cupy_that_cannot_compile():
+    """The driver is there (one device), NVRTC is not: the first kernel fails to compile."""
+    module = _fake_cupy(lambda: 1)
+    module.float32 = "float32"
+
+    def arange(*args, **kwargs):
+        raise RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: libnvrtc.so.12: cannot open "
+                           "shared object file: No such file or directory\nmore detail")
+    module.arange = arange
+    return module
+
+
+def test_cupy_that_cannot_run_a_kernel_is_refused(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy_that_cannot_compile())
+    with pytest.raises(BackendError) as info:
+        get_backend("cupy")
+    msg = str(info.value)
+    assert "cannot run a kernel" in msg and "libnvrtc" in msg and '".[gpu]"' in msg
+    _assert_one_clear_sentence(info.value)
+
+
+def test_auto_says_in_one_line_why_it_falls_back(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy_that_cannot_compile())
+    assert get_backend("auto") is numpy
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("--backend auto: using NumPy") and "cannot run a kernel" in err
+    monkeypatch.setitem(sys.modules, "cupy", None)   # not installed: a CPU machine, nothing to say
+    assert get_backend("auto") is numpy
+    assert capsys.readouterr().err == ""
+
+
+def test_a_wrong_device_result_is_refused(monkeypatch):
+    import cupy_standin
+    for name, m in cupy_standin.MODULES.items():
+        monkeypatch.setitem(sys.modules, name, m)
+    assert get_backend("cupy") is cupy_standin.module   # the probe runs and passes
+    real_sum = cupy_standin.ndarray.sum
+    monkeypatch.setattr(cupy_standin.ndarray, "sum", lambda self, *a, **k: real_sum(self, *a, **k) + 1)
+    with pytest.raises(BackendError, match="instead of 12"):
+        get_backend("cupy")
+
+
+def test_shuffles_and_subsets_on_each_generator():
+    """NumPy keeps its own calls (its results never change); a generator without
+    ``permutation`` / ``choice`` (CuPy's) gets the argsort of uniform draws."""
+    g = numpy.random.default_rng(5)
+    numpy.testing.assert_array_equal(backend.shuffled_indices(numpy.random.default_rng(5), 10), g.permutation(10))
+    g = numpy.random.default_rng(5)
+    numpy.testing.assert_array_equal(backend.random_subset(numpy.random.default_rng(5), 10, 4),
+                                     g.choice(10, size=4, replace=False))
+
+    class NoPermutation:   # only what cupy.random.Generator offers
+        def __init__(self):
+            self.g = numpy.random.default_rng(5)
+
+        def random(self, n):
+            return self.g.random(n)
+
+    perm = backend.shuffled_indices(NoPermutation(), 10)
+    assert sorted(perm.tolist()) == list(range(10))
+    numpy.testing.assert_array_equal(perm, numpy.random.default_rng(5).random(10).argsort())
+    sub = backend.random_subset(NoPermutation(), 10, 4).tolist()
+    assert len(set(sub)) == 4 and set(sub) <= set(range(10)) and sub == perm[:4].tolist()
