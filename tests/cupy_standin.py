@@ -301,7 +301,10 @@ ndarray.__module__ = META["module_of"]["cupy.ndarray"]
 
 # --------------------------------------------------------------------------- functions
 def _elementwise(f):
-    def g(*args, **kwargs):
+    def g(*args, out=None, **kwargs):
+        if out is not None:
+            f(*(_unwrap(a) for a in args), out=_unwrap(out), **kwargs)
+            return out
         return _wrap(f(*(_unwrap(a) for a in args), **kwargs))
     g.__name__ = f.__name__
     return g
@@ -347,6 +350,10 @@ def full(shape, fill_value, dtype=None, order="C"):
 
 def zeros_like(a, dtype=None, order="K", subok=None, shape=None):
     return _wrap(numpy.zeros_like(_unwrap(a), dtype=dtype, shape=shape))
+
+
+def ones_like(a, dtype=None, order="K", subok=None, shape=None):
+    return _wrap(numpy.ones_like(_unwrap(a), dtype=dtype, shape=shape))
 
 
 def arange(start, stop=None, step=1, dtype=None):
@@ -462,7 +469,7 @@ def _build():
     module = _submodule(
         "cupy", __version__=META["cupy_version"] + "+standin", ndarray=ndarray,
         asarray=asarray, array=array, asnumpy=asnumpy, zeros=zeros, ones=ones, empty=empty, full=full,
-        zeros_like=zeros_like, arange=arange, concatenate=concatenate, stack=stack, sum=sum, mean=mean,
+        zeros_like=zeros_like, ones_like=ones_like, arange=arange, concatenate=concatenate, stack=stack, sum=sum, mean=mean,
         argmax=argmax, get_default_memory_pool=_memory_pool(), random=random, cuda=cuda, lib=lib,
         newaxis=None, dtype=numpy.dtype, bool_=numpy.bool_, uint8=numpy.uint8, int32=numpy.int32,
         int64=numpy.int64, float32=numpy.float32, float64=numpy.float64, **elementwise)

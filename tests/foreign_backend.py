@@ -14,6 +14,11 @@ ufuncs accept it silently.) The namespace ``xp`` below offers only the
 functions the engine uses; ``Array.__array_namespace__`` returns it, which is
 how ``minikd.backend.get_xp`` finds it. Host transfers are explicit, as in
 CuPy: ``xp.asarray(numpy_array)`` in, ``array.get()`` out.
+
+This backend is deliberately *not* CuPy: its module is named "foreign", so the
+engine takes its generic branches under it. The CuPy path itself -- CuPy's
+names only, CuPy's branches, the Trainer and the commands, host reads counted
+-- is tested on tests/cupy_standin.py (tests/test_cupy_standin.py).
 """
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def standin_objects():
             "cupy.lib.stride_tricks": m["cupy.lib.stride_tricks"]}
 
 
-def test_the_lists_are_committed_and_the_standin_keeps_to_them():
+def test_the_lists_are_committed_and_the_stand_in_keeps_to_them():
     meta = json.loads((cupy_standin.API_DIR / "meta.json").read_text())
     assert meta["module_of"] == {"cupy.ndarray": "cupy", "cupy.random.Generator": "cupy.random._generator_api"}
     for what in standin_objects():
@@ -52,7 +52,7 @@ def test_the_lists_are_committed_and_the_standin_keeps_to_them():
     assert {"random", "standard_normal", "integers"} <= gen and not {"permutation", "choice", "shuffle"} & gen
 
 
-def test_the_installed_cupy_has_every_name_the_standin_uses():
+def test_the_installed_cupy_has_every_name_the_stand_in_uses():
     """And, for the version the lists were dumped from, exactly the committed lists."""
     cupy = real_cupy()
     meta = json.loads((cupy_standin.API_DIR / "meta.json").read_text())
