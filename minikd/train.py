@@ -11,10 +11,13 @@ distilled student): architecture, regularisation, schedule and loss. The loop
   draws exactly what an uninterrupted run would;
 * reads numbers back to the host once per epoch (loss, test errors), never per
   step, so a GPU never waits on Python;
-* stops with ``DivergenceError`` when the epoch's loss is NaN or infinite.
+* stops with ``DivergenceError`` when the network dies or explodes (NaN or
+  exploding loss, predictions collapsed to one class or at chance:
+  ``HealthCheck``), checked once per epoch.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -23,12 +26,14 @@ from . import fast as fast_path
 from .data.augment import jitter as jitter_images
 from .engine.backend import backend_name, get_xp, make_rng, shuffled_indices, synchronize, to_host
 from .engine.layers import mlp
-from .engine.losses import check_labels, count_errors, cross_entropy, distillation_loss
+from .engine.losses import check_labels, count_errors, cross_entropy, distillation_loss, log_softmax
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
 
 
 class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The network stopped learning: its loss became NaN or infinite, grew by an
+    order of magnitude, or its predictions collapsed to one class or to chance
+    (``HealthCheck``). The message says what happened and what to try."""
 
 
 @dataclass
@@ -54,6 +59,7 @@ class StageConfig:
     temperature: float = 20.0          # used when distilling
     hard_weight: float = 1.0
     soft_weight: float = 1.0
+    grad_bound: Optional[float] = None  # distilling: bound on each row's ||dL/dlogits|| (x N); None = off
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -101,6 +107,18 @@ def predict_logits(model, x, batch_size=2000):
     return get_xp(x).concatenate(chunks, axis=0)
 
 
+def bound_rows_(d, limit):
+    """Rescale, in place, each row of d (N, C) whose Euclidean length exceeds ``limit``.
+
+    d_n <- d_n * min(1, limit / ||d_n||): the direction of every row's gradient
+    is kept, only its length is bounded. On the device, with no host read.
+    """
+    xp = get_xp(d)
+    norms = xp.sqrt((d * d).sum(axis=1, keepdims=True))
+    d *= xp.minimum(1.0, limit / xp.maximum(norms, 1e-30)).astype(d.dtype, copy=False)
+    return d
+
+
 def teacher_soft_targets(teacher, x_transfer, batch_size=2000):
     """The teacher's logits v for every row of the transfer set, (N, C): the soft
     targets q = softmax(v / T) of distillation, up to the temperature.
@@ -120,6 +138,84 @@ def count_test_errors(model, x, y, batch_size=2000):
     for i in range(0, x.shape[0], batch_size):
         total = total + count_errors(model.forward(x[i:i + batch_size], train=False), y[i:i + batch_size])
     return total
+
+
+class HealthCheck:
+    """Once per epoch, the signs of a dead or exploding network -- read in one
+    host transfer, never per step:
+
+    * the mean training loss is NaN or infinite;
+    * it is over ``GROWTH`` times the loss of the untrained network, which is
+      known in advance: logits start near 0, so p is uniform and every
+      cross-entropy term equals ln C (the soft one weighted by soft_weight T^2);
+    * from epoch ``AFTER_EPOCHS`` on, with a loss that has stopped falling
+      (its excess over the floor fell by under 1% in two epochs: a network
+      that starts slowly is still improving, a dead one is frozen), on a fixed
+      probe of training rows (the first ``PROBE_ROWS``): one class takes over
+      ``COLLAPSE`` of the predictions while the labels are not that one-sided
+      -- the network predicts one class whatever the input -- or the probe's
+      error rate is within 5% of chance (1 - the largest class share).
+
+    The floor of the loss is 0 for cross-entropy; distilling, it is
+    soft_weight T^2 times the teacher's mean entropy H(q), which no student can
+    go below (T^2 CE(q, p) = T^2 (H(q) + KL(q || p))).
+    """
+
+    GROWTH = 10.0
+    PROBE_ROWS = 1000
+    COLLAPSE = 0.95
+    AFTER_EPOCHS = 3
+
+    def __init__(self, cfg, x_train, y_train, *, soft_logits=None):
+        xp = get_xp(x_train)
+        c = cfg.sizes[-1]
+        self.name, self.n_classes = cfg.name, c
+        n = min(self.PROBE_ROWS, x_train.shape[0])
+        self.x, self.y = x_train[:n], y_train[:n]
+        self.classes = xp.arange(c)
+        shares = to_host(self._counts(self.y)) / max(n, 1)   # once, at the start
+        self.label_share = float(shares.max()) if n else 1.0
+        distilling = soft_logits is not None
+        weight = (cfg.hard_weight + cfg.soft_weight * cfg.temperature ** 2) if distilling else 1.0
+        self.initial_loss = weight * math.log(c)
+        self.floor = 0.0
+        if distilling and soft_logits.shape[0]:
+            log_q = log_softmax(soft_logits, cfg.temperature)
+            entropy = -(xp.exp(log_q) * log_q).sum(axis=1).mean()
+            self.floor = cfg.soft_weight * cfg.temperature ** 2 * float(to_host(entropy))   # once, at the start
+        self.excess = []  # loss - floor, one per epoch checked
+
+    def _counts(self, labels):
+        """How many of ``labels`` fall in each class: (C,), on the device."""
+        return (labels[:, None] == self.classes[None, :]).sum(axis=0)
+
+    def check(self, model, epoch, loss, eps):
+        """Raise DivergenceError naming what went wrong at ``epoch`` (0-based)."""
+        where = f"{self.name}: at epoch {epoch + 1}"
+        advice = (f"the step size ({eps:g}) is probably too large for this data -- try a lower --lr "
+                  f"(e.g. half of it)")
+        if not math.isfinite(loss):
+            raise DivergenceError(f"{where} the training loss became {loss}; {advice}")
+        if loss > self.GROWTH * self.initial_loss:
+            raise DivergenceError(f"{where} the training loss is {loss:.4g}, over {self.GROWTH:g} times the "
+                                  f"untrained network's {self.initial_loss:.4g}: the weights are exploding; {advice}")
+        self.excess.append(loss - self.floor)
+        stalled = len(self.excess) >= 3 and self.excess[-1] > 0.99 * self.excess[-3]
+        if self.x.shape[0] == 0 or epoch + 1 < self.AFTER_EPOCHS or not stalled:
+            return
+        pred = predict_logits(model, self.x).argmax(axis=1)
+        xp = get_xp(pred)
+        counts = self._counts(pred)
+        top, errors = (int(v) for v in to_host(xp.stack([counts.max(), (pred != self.y).sum()])))
+        n = self.x.shape[0]
+        if top > self.COLLAPSE * n and self.label_share < self.COLLAPSE:
+            raise DivergenceError(f"{where} the network predicts one class for {top} of {n} training images "
+                                  f"(the largest class is {100 * self.label_share:.0f}% of them): it has collapsed, "
+                                  f"most likely its ReLUs died in a too large early step; {advice}")
+        chance = 1.0 - self.label_share
+        if chance > 0 and errors / n >= 0.95 * chance:
+            raise DivergenceError(f"{where} the network still errs on {errors} of {n} training images, chance "
+                                  f"level ({100 * chance:.0f}%): it is not learning; {advice}")
 
 
 @dataclass
@@ -190,6 +286,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.start_epoch = 0
         self.history: list[EpochLog] = []
+        self.health = HealthCheck(cfg, x_train, y_train, soft_logits=soft_logits)
         self.step_impl = fast_path.training_step(self.model, self.optimizer, xp) if fast else None
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
@@ -200,9 +297,12 @@ class Trainer:
         if self.soft_logits is None:
             return cross_entropy(logits, yb, check=False)
         labels = yb if cfg.hard_weight != 0.0 else None
-        return distillation_loss(logits, self.soft_logits[idx], labels, temperature=cfg.temperature,
-                                 hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
-                                 check=False)
+        loss, dlogits = distillation_loss(logits, self.soft_logits[idx], labels, temperature=cfg.temperature,
+                                          hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
+                                          check=False)
+        if cfg.grad_bound is not None:
+            bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
+        return loss, dlogits
 
     def batch_inputs(self, idx, rng):
         xb = self.x_train[idx]
@@ -246,11 +346,7 @@ class Trainer:
             loss, sec = self.train_epoch(epoch)
             last = epoch == self.cfg.epochs - 1
             loss_host = float(to_host(loss))  # one read per epoch
-            if loss_host != loss_host or loss_host in (float("inf"), float("-inf")):
-                raise DivergenceError(
-                    f"{self.cfg.name}: the training loss became {loss_host} at epoch {epoch + 1}; "
-                    f"the learning rate ({self.optimizer.eps:g}) is probably too high for this "
-                    f"schedule -- try a lower --lr (e.g. half of it)")
+            self.health.check(self.model, epoch, loss_host, self.optimizer.eps)
             errors = -1
             if last or (epoch + 1) % eval_every == 0:
                 errors = int(to_host(count_test_errors(self.model, self.x_test, self.y_test)))

@@ -1,0 +1,86 @@
+"""A dead or exploding network stops its stage with a message (train.HealthCheck), checked
+once per epoch; and a distillation that dies today at small scale now trains or stops."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from minikd.data import load_dataset, to_float
+from minikd.train import DivergenceError, HealthCheck, StageConfig, Trainer, bound_rows_, teacher_soft_targets
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = load_dataset("digits")
+    return (to_float(ds.x_train), ds.y_train.astype(np.int32), to_float(ds.x_test), ds.y_test.astype(np.int32))
+
+
+def cfg(**kw):
+    base = dict(name="student", sizes=(64, 32, 32, 10), epochs=4, batch_size=50, image_shape=(8, 8),
+                lr=0.5, lr_decay=0.9, momentum_ramp=2, init_std=0.1)
+    base.update(kw)
+    return StageConfig(**base)
+
+
+def test_a_healthy_network_trains_through(digits):
+    tr = Trainer(cfg(epochs=6), np, *digits)
+    tr.fit()
+    assert tr.history[-1].test_errors < 150      # of 360: chance is ~324
+
+
+def test_a_slow_start_is_not_taken_for_a_dead_network(digits):
+    """One class for the first epochs is no failure while the loss still falls."""
+    tr = Trainer(cfg(lr=0.02, epochs=6), np, *digits)
+    tr.fit()
+    assert len(tr.history) == 6 and tr.history[-1].loss < tr.history[0].loss
+
+
+def test_a_collapse_to_one_class_is_caught(digits):
+    tr = Trainer(cfg(lr=1e-9), np, *digits)
+    out = tr.model.dense_layers()[-1]
+    out.params["b"][3] = 15.0                     # class 3 wins for every input, and nothing can move it
+    with pytest.raises(DivergenceError, match=r"at epoch 3 the network predicts one class for 1000 of 1000"):
+        tr.fit()
+    assert len(tr.history) == 2                   # stopped at the first epoch the check runs
+
+
+def test_chance_level_is_caught_without_a_collapse(digits):
+    tr = Trainer(cfg(lr=1e-9, init_std=0.3), np, *digits)   # random, frozen: spread predictions, no learning
+    with pytest.raises(DivergenceError, match="chance level"):
+        tr.fit()
+
+
+def test_an_exploding_loss_is_caught_in_the_first_epoch(digits):
+    tr = Trainer(cfg(lr=1e6), np, *digits)
+    with pytest.raises(DivergenceError, match=r"at epoch 1 .*(exploding|became nan|became inf)"):
+        tr.fit()
+
+
+def test_the_check_reads_the_device_once_per_epoch(digits, monkeypatch):
+    """One host transfer per check whatever the number of steps."""
+    import minikd.train as train
+    reads = []
+    real = train.to_host
+    monkeypatch.setattr(train, "to_host", lambda x: reads.append(1) or real(x))
+    tr = Trainer(cfg(epochs=3), np, *digits)
+    tr.health.excess = [1.0, 1.0]                # a stalled loss: the predictions are read
+    reads.clear()
+    with pytest.raises(DivergenceError):          # an untrained network errs at chance level
+        tr.health.check(tr.model, 5, 1.0, 0.1)
+    assert len(reads) == 1
+
+
+def test_the_initial_loss_is_what_an_untrained_network_gives(digits):
+    x, y, _, _ = digits
+    soft = np.random.default_rng(0).standard_normal((len(y), 10)).astype(np.float32) * 5
+    c = cfg(name="distilled", temperature=4.0, hard_weight=0.5, epochs=1, lr=1e-9)
+    tr = Trainer(c, np, *digits, soft_logits=soft)
+    tr.fit()
+    assert tr.health.initial_loss == pytest.approx((0.5 + 16.0) * np.log(10))
+    assert tr.history[0].loss == pytest.approx(tr.health.initial_loss, rel=0.05)
+
+
+def test_bound_rows_keeps_directions_and_bounds_lengths():
+    d = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]], np.float32)
+    bound_rows_(d, 1.0)
+    np.testing.assert_allclose(d, [[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]], rtol=1e-6)
