@@ -183,28 +183,8 @@ def test_three_stages_learn_on_the_standin_as_on_numpy(cp, digits):
                 assert norms.max() <= dense.max_norm * (1 + 1e-5)
 
 
-def test_reproduce_pipeline_on_the_standin(cp, tmp_path):
-    """reproduce.py's three stages on digits, in this process, with --backend cupy."""
-    from minikd.experiments import reproduce
-    out = tmp_path / "run"
-    before = cupy_standin.reads()
-    assert reproduce.main(["--dataset", "digits", "--backend", "cupy", "--epochs", "2", "--train-size", "300",
-                           "--out", str(out)]) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert res["environment"]["backend"] == "cupy"
-    assert res["environment"]["gpu"] == "NumPy stand-in for CuPy (CPU)"
-    teacher = res["config"]["stages"]["teacher"]
-    assert teacher["input_dropout"] > 0 and teacher["jitter"] == 1 and teacher["max_norm"] is not None
-    for key in ("teacher", "student", "distilled"):
-        m = res["models"][key]
-        assert m["backend"] == "cupy" and m["fast_step"] is False and m["epochs"] == 2
-        assert 0 <= m["test_errors"] <= 360 and all(numpy.isfinite(h["loss"]) for h in m["history"])
-        assert (out / Path(m["checkpoint"]).name).exists()
-    assert cupy_standin.reads() > before
-
-
 def test_resume_equals_uninterrupted_on_the_standin(cp, digits, tmp_path, monkeypatch):
-    cfg = replace(small_configs(digits, epochs=4)["teacher"])
+    cfg = learning_configs(digits, epochs=4)["teacher"]
     arrays = prepare_arrays(digits, cp, train_size=300)
     full, _ = run_stage(cfg, arrays, cp, out=tmp_path / "full", progress=False)
 
@@ -233,15 +213,23 @@ def test_resume_equals_uninterrupted_on_the_standin(cp, digits, tmp_path, monkey
     assert entry["test_errors"] == full.history[-1].test_errors
 
 
-def test_mythical_digit_bias_shift_on_the_standin(cp, tmp_path):
-    from minikd.experiments import mythical_digit
+def test_mythical_digit_bias_shift_on_the_standin(cp, digits, tmp_path):
+    """The omit experiment (students distilled without any 3, then a bias shift chosen on
+    validation), from a teacher trained here on the stand-in."""
+    from minikd.experiments import checkpoints, mythical_digit
+    teacher = Trainer(learning_configs(digits)["teacher"], cp, *(lambda a: (a["x_train"], a["y_train"],
+                      a["x_test"], a["y_test"]))(prepare_arrays(digits, cp)), fast=True)
+    teacher.fit()
+    checkpoints.save_checkpoint(tmp_path / "teacher.npz", teacher, {"dataset": "digits"})
     out = tmp_path / "myth"
-    assert mythical_digit.main(["--dataset", "digits", "--backend", "cupy", "--teacher-width", "64",
-                                "--width", "32", "--teacher-epochs", "3", "--epochs", "2", "--seeds", "1",
-                                "--experiments", "omit", "--out", str(out)]) == 0
+    assert mythical_digit.main(["--dataset", "digits", "--backend", "cupy", "--teacher", str(tmp_path / "teacher.npz"),
+                                "--width", "32", "--epochs", "2", "--seeds", "1", "--experiments", "omit",
+                                "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["environment"]["backend"] == "cupy"
-    run = res["experiments"]["omit"]["runs"][0]
+    omit = res["experiments"]["omit"]
+    assert omit["transfer_class_counts"][3] == 0
+    run = omit["runs"][0]
     t = run["test"]
     assert t["validation"]["shift"] == run["shift_validation"]
     assert t["test_optimal"]["errors"] <= min(t["none"]["errors"], t["validation"]["errors"])
@@ -273,21 +261,25 @@ def standin_reads(stderr):
 
 
 def test_reproduce_cli_reaches_the_standin(tmp_path):
-    """The real command line in a child process, with the stand-in installed as ``cupy``."""
+    """reproduce.py's three stages on digits (teacher with dropout, jitter and max-norm; student;
+    distilled from cached soft targets) through the real command line, in a child process
+    with the stand-in installed as ``cupy``."""
     out = tmp_path / "cli"
     proc = run_with_standin("scripts/reproduce.py", "--backend", "cupy", "--dataset", "digits",
                             "--epochs", "2", "--train-size", "300", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["environment"]["backend"] == "cupy" and res["environment"]["cupy"].endswith("+standin")
-    assert {m["backend"] for m in res["models"].values()} == {"cupy"}
+    assert res["environment"]["gpu"] == "NumPy stand-in for CuPy (CPU)"
+    teacher = res["config"]["stages"]["teacher"]
+    assert teacher["input_dropout"] > 0 and teacher["jitter"] == 1 and teacher["max_norm"] is not None
+    for key in ("teacher", "student", "distilled"):
+        m = res["models"][key]
+        assert m["backend"] == "cupy" and m["fast_step"] is False and m["epochs"] == 2
+        assert 0 <= m["test_errors"] <= 360 and all(numpy.isfinite(h["loss"]) for h in m["history"])
+        assert (out / Path(m["checkpoint"]).name).exists()
     reads = standin_reads(proc.stderr)
     assert reads["total"] > 0
-    # --backend auto picks it too
-    proc = run_with_standin("scripts/reproduce.py", "--backend", "auto", "--dataset", "digits", "--epochs", "1",
-                            "--train-size", "200", "--stages", "student", "--out", str(tmp_path / "auto"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "auto" / "results.json").read_text())["environment"]["backend"] == "cupy"
 
 
 def test_gpu_check_script_runs_on_the_standin(tmp_path):
@@ -321,3 +313,32 @@ def test_gradcheck_with_a_cupy_generator_on_the_standin(cp):
     layer = Sequential(Dense(4, 3, rng=make_rng(cp, 0), xp=cp, dtype="float64", init_std=1.0), ReLU())
     errors = check_layer(layer, x, rng=make_rng(cp, 2), max_coords=5)
     assert set(errors) == {"x", "0.W", "0.b"} and max(errors.values()) < 1e-6
+
+
+BROKEN_KERNELS = """
+import runpy, sys
+sys.path.insert(0, "tests")
+import cupy_standin
+cupy_standin.install()
+def arange(*args, **kwargs):   # the driver is there, NVRTC is not
+    raise RuntimeError("CuPy failed to load libnvrtc.so.12: cannot open shared object file")
+cupy_standin.module.arange = arange
+sys.argv = ["scripts/reproduce.py", *sys.argv[1:]]
+runpy.run_path("scripts/reproduce.py", run_name="__main__")
+"""
+
+
+def test_a_cupy_that_cannot_compile_kernels_stops_cupy_and_turns_auto_to_numpy(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", BROKEN_KERNELS, "--dataset", "digits", "--epochs", "1",
+                               "--train-size", "100", "--stages", "student", *args], capture_output=True,
+                              text=True, env=ENV, timeout=120, cwd=ROOT)
+    proc = run("--backend", "cupy", "--out", str(tmp_path / "cupy"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --backend cupy: CuPy sees 1 CUDA device(s) "
+                                                           "but cannot run a kernel (RuntimeError: CuPy failed")
+    proc = run("--backend", "auto", "--out", str(tmp_path / "auto"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    why = [line for line in proc.stderr.splitlines() if line.startswith("--backend auto:")]
+    assert len(why) == 1 and "using NumPy, not CuPy" in why[0] and "cannot run a kernel" in why[0]
+    assert json.loads((tmp_path / "auto" / "results.json").read_text())["environment"]["backend"] == "numpy"
