@@ -226,6 +226,10 @@ class EpochLog:
     sec: float          # wall time of the training pass alone
     lr: float
     momentum: float
+    # distilling, the loss in parts: loss = hard_weight * hard_loss + soft_weight * T^2 (H(q) + KL(q || p)),
+    # and soft_kl = soft_weight * T^2 * KL(q || p), which falls to 0 as the student matches the teacher
+    hard_loss: Optional[float] = None
+    soft_kl: Optional[float] = None
 
 
 class ReferenceStep:
@@ -300,9 +304,20 @@ class Trainer:
         loss, dlogits = distillation_loss(logits, self.soft_logits[idx], labels, temperature=cfg.temperature,
                                           hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
                                           check=False)
+        self._parts_sum += self.loss_parts(logits, self.soft_logits[idx], labels)
         if cfg.grad_bound is not None:
             bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
         return loss, dlogits
+
+    def loss_parts(self, logits, teacher_logits, labels):
+        """(hard cross-entropy, soft_weight T^2 KL(q || p)) of a batch, as a (2,) device array:
+        what the log shows of the distillation loss (training uses the total and its gradient)."""
+        xp, t = self.xp, self.cfg.temperature
+        hard = (-log_softmax(logits)[xp.arange(logits.shape[0]), labels].mean() if labels is not None
+                else xp.zeros((), dtype=logits.dtype))
+        log_q = log_softmax(teacher_logits, t).astype(logits.dtype, copy=False)
+        kl = (xp.exp(log_q) * (log_q - log_softmax(logits, t))).sum(axis=1).mean()
+        return xp.stack([hard, (self.cfg.soft_weight * t * t) * kl])
 
     def batch_inputs(self, idx, rng):
         xb = self.x_train[idx]
@@ -327,6 +342,7 @@ class Trainer:
         t0 = time.perf_counter()
         perm = shuffled_indices(rng, n)
         loss_sum = xp.zeros((), dtype=self.x_train.dtype)
+        self._parts_sum = xp.zeros(2, dtype=self.x_train.dtype)
         n_batches = 0
         try:
             for start in range(0, n, cfg.batch_size):
@@ -338,6 +354,7 @@ class Trainer:
         finally:
             self.step.end_epoch()
         synchronize(xp)
+        self.loss_parts_mean = self._parts_sum / n_batches   # distilling: (hard CE, soft_weight T^2 KL), (2,)
         return loss_sum / n_batches, time.perf_counter() - t0
 
     def fit(self, *, on_epoch: Optional[Callable[[EpochLog], None]] = None, eval_every=1):
@@ -345,12 +362,16 @@ class Trainer:
         for epoch in range(self.start_epoch, self.cfg.epochs):
             loss, sec = self.train_epoch(epoch)
             last = epoch == self.cfg.epochs - 1
-            loss_host = float(to_host(loss))  # one read per epoch
+            loss_host, hard, kl = (float(v) for v in to_host(self.xp.concatenate(
+                [loss.reshape(1), self.loss_parts_mean])))  # one read per epoch
             self.health.check(self.model, epoch, loss_host, self.optimizer.eps)
+            parts = {}
+            if self.soft_logits is not None:
+                parts = {"hard_loss": hard if self.cfg.hard_weight != 0.0 else None, "soft_kl": kl}
             errors = -1
             if last or (epoch + 1) % eval_every == 0:
                 errors = int(to_host(count_test_errors(self.model, self.x_test, self.y_test)))
-            log = EpochLog(epoch, loss_host, errors, sec, self.optimizer.eps, self.optimizer.p)
+            log = EpochLog(epoch, loss_host, errors, sec, self.optimizer.eps, self.optimizer.p, **parts)
             self.history.append(log)
             self.start_epoch = epoch + 1
             if on_epoch is not None:

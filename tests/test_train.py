@@ -2,6 +2,7 @@
 reference step, resume equals an uninterrupted run, divergence is caught."""
 import numpy as np
 import pytest
+from dataclasses import replace
 from sklearn.datasets import load_digits
 
 from minikd.engine.backend import to_host
@@ -105,3 +106,23 @@ def test_predict_logits_chunks_match_one_pass(xp):
     whole = trainer.model.forward(x_tr, train=False)
     chunked = predict_logits(trainer.model, x_tr, batch_size=300)
     np.testing.assert_allclose(to_host(chunked), to_host(whole), rtol=1e-5, atol=1e-6)
+
+
+def test_distillation_loss_is_logged_in_parts():
+    """loss = hard_weight * hard + soft_weight T^2 (H(q) + KL(q || p)); the log shows hard and the KL term,
+    which starts near T^2 KL(q || uniform) and falls as the student learns the teacher."""
+    x_tr, y_tr, x_te, y_te = digits_arrays(np)
+    rng = np.random.default_rng(2)
+    soft = (np.eye(10, dtype=np.float32)[y_tr] * 8 + rng.standard_normal((len(y_tr), 10)).astype(np.float32))
+    cfg = StageConfig("distilled", (64, 64, 64, 10), epochs=4, image_shape=(8, 8), lr=0.3, lr_decay=0.9,
+                      momentum_ramp=2, init_std=0.1, temperature=4.0, hard_weight=0.5)
+    tr = Trainer(cfg, np, x_tr, y_tr, x_te, y_te, soft_logits=soft)
+    tr.fit()
+    for h in tr.history:
+        assert h.hard_loss is not None and h.soft_kl >= 0
+        total = cfg.hard_weight * h.hard_loss + h.soft_kl + tr.health.floor
+        assert total == pytest.approx(h.loss, rel=2e-2)
+    assert tr.history[-1].soft_kl < 0.7 * tr.history[0].soft_kl
+    student = Trainer(replace(cfg, name="student"), np, x_tr, y_tr, x_te, y_te)
+    student.fit()
+    assert student.history[0].hard_loss is None and student.history[0].soft_kl is None
