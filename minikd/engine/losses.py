@@ -23,9 +23,21 @@ With q = softmax(v / T) from teacher logits v and p = softmax(z / T):
     L_soft = -(1/N) sum_n sum_c q_{n,c} log p_{n,c}
     dL_soft/dz_{n,c} = (1/T) (p_{n,c} - q_{n,c}) / N
 
-since d(log p_c)/dz_j = ([c == j] - p_j) / T and sum_c q_c = 1. The 1/T shrinks
-the soft gradient by 1/T^2 relative to the hard one when logits scale like T
-(Hinton et al. 2015, section 2), so the paper multiplies L_soft by T^2:
+since d(log p_c)/dz_j = ([c == j] - p_j) / T and sum_c q_c = 1.
+
+Why the paper multiplies L_soft by T^2 (Hinton et al. 2015, section 2.1):
+hold the logits fixed and raise T. With logits of zero mean over the C
+classes, exp(z_c / T) ~ 1 + z_c / T once |z_c| << T, so
+
+    p_c ~ (1 + z_c / T) / C        q_c ~ (1 + v_c / T) / C
+    (1/T) (p_c - q_c) ~ (z_c - v_c) / (C T^2)
+
+The unscaled soft gradient shrinks as 1/T^2, and T^2 times it tends to
+(z_c - v_c) / C, which does not depend on T: with the factor, changing T
+leaves the soft term's pull about as strong next to the hard term's. (That
+limit is also the paper's "matching logits": minimising (1/2C) sum (z - v)^2.)
+So, with p_1 = softmax(z) the student's probabilities at T = 1 (those the
+hard term uses) and onehot the labels as one-hot rows:
 
     distillation_loss = soft_weight * T^2 * L_soft + hard_weight * L_hard
     d/dz            = soft_weight * T (p - q) / N + hard_weight (p_1 - onehot) / N

@@ -1,0 +1,346 @@
+"""The figures of docs/, drawn from the engine's own outputs.
+
+    python scripts/make_figures.py --out docs                  # trains a small digits run first
+    python scripts/make_figures.py --teacher runs/digits/teacher.npz \\
+        --results runs/digits/results.json --out docs          # from a finished run
+
+writes four PNGs into --out:
+
+    softmax_temperature.png  (a) softmax of two logits at T = 1 and T = 20
+    dark_knowledge.png       (b) ambiguous test digits beside the teacher's
+                                 probabilities at T = 1, 4, 20 (log scale)
+    gradient_scale.png       (c) size of the soft gradient against T, with and
+                                 without the T^2 factor (engine.losses.distillation_loss)
+    learning_curves.png      (d) errors per epoch of the teacher, the student and
+                                 the distilled student
+
+Every number plotted comes from minikd: probabilities from
+``engine.losses.softmax``, gradients from ``engine.losses.distillation_loss``,
+logits from a trained teacher and student, curves from training histories.
+Without --teacher a teacher is trained here on scikit-learn's digits (the
+quick profile; --epochs N stops each stage after its first N epochs); without --results the student and the
+distilled student are trained here too, on the same data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..data import DataError, load_dataset, to_float
+from ..engine.backend import to_device, to_host
+from ..engine.losses import distillation_loss, softmax
+from ..train import StageConfig, Trainer, build_model, predict_logits, teacher_soft_targets
+from .args import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, fail, pick_backend_or_exit
+from .checkpoints import CheckpointError, checkpoint_params, read_checkpoint
+from .profiles import profile_configs
+from .reproduce import plot_curves
+from .results import save_figure
+
+FIGURES = ("softmax_temperature.png", "dark_knowledge.png", "gradient_scale.png", "learning_curves.png")
+DARK_TEMPERATURES = (1.0, 4.0, 20.0)
+GRADIENT_TEMPERATURES = tuple(float(t) for t in np.geomspace(0.5, 100.0, 25))
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+# ------------------------------------------------------------------ (a) softmax and temperature
+def softmax_temperature_figure(path, pair=(10.0, 4.0), temperatures=(1.0, 20.0)):
+    """Two panels: softmax([z, 0] / T)_1 against z, and the bars of one pair of logits.
+
+    Returns {"curve_z": z, "curves": {T: p_1(z)}, "pair": pair, "bars": {T: (p_1, p_2)}}.
+    """
+    plt = _pyplot()
+    z = np.linspace(-30.0, 30.0, 241)
+    two = np.stack([z, np.zeros_like(z)], axis=1)               # (241, 2) logits [z, 0]
+    curves = {t: softmax(two, t)[:, 0] for t in temperatures}
+    bars = {t: tuple(float(p) for p in softmax(np.array([pair], dtype=np.float64), t)[0]) for t in temperatures}
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for i, t in enumerate(temperatures):
+        ax0.plot(z, curves[t], color=f"C{i}", label=f"T = {t:g}")
+    ax0.set_xlabel("logit difference z$_1$ - z$_2$")
+    ax0.set_ylabel("p$_1$ = softmax(z / T)$_1$")
+    ax0.set_title("two classes: higher T, softer probabilities")
+    ax0.grid(alpha=0.3)
+    ax0.legend()
+    width = 0.8 / len(temperatures)
+    for i, t in enumerate(temperatures):
+        xs = np.arange(2) + (i - (len(temperatures) - 1) / 2) * width
+        ax1.bar(xs, bars[t], width=width, color=f"C{i}", label=f"T = {t:g}")
+        for x, p in zip(xs, bars[t]):
+            ax1.text(x, p + 0.02, f"{p:.3f}", ha="center", fontsize=8)
+    ax1.set_xticks([0, 1], [f"class 1 (z = {pair[0]:g})", f"class 2 (z = {pair[1]:g})"])
+    ax1.set_ylim(0, 1.12)
+    ax1.set_ylabel("probability")
+    ax1.set_title(f"logits ({pair[0]:g}, {pair[1]:g})")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+    return {"curve_z": z, "curves": curves, "pair": tuple(pair), "bars": bars}
+
+
+# ------------------------------------------------------------------ (b) dark knowledge
+def ambiguous_rows(logits, labels, n=4):
+    """Indices of ``n`` rows whose two largest logits are closest, at most one
+    per true label (so the figure shows different digits), most ambiguous first."""
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    order = np.argsort(top2[:, 1] - top2[:, 0], kind="stable")
+    rows, seen = [], set()
+    for i in order:
+        if int(labels[i]) not in seen:
+            rows.append(int(i))
+            seen.add(int(labels[i]))
+        if len(rows) == n:
+            break
+    return rows
+
+
+def dark_knowledge_figure(path, images, labels, teacher_logits, *, temperatures=DARK_TEMPERATURES, n=4,
+                          image_shape=None):
+    """Ambiguous test images and the teacher's softmax(v / T) over the classes, log scale.
+
+    images: (N, D) floats in [0, 1]; labels: (N,) ints; teacher_logits: (N, C).
+    Returns {"rows": [...], "probs": {T: (n, C) array}, "labels": [...]} (what is drawn).
+    """
+    plt = _pyplot()
+    logits = np.asarray(teacher_logits, dtype=np.float64)
+    rows = ambiguous_rows(logits, labels, n)
+    probs = {t: softmax(logits[rows], t) for t in temperatures}
+    n_classes = logits.shape[1]
+    side = image_shape or (int(round(np.sqrt(images.shape[1]))),) * 2
+    fig, axes = plt.subplots(len(rows), 2, figsize=(9, 1.9 * len(rows)),
+                             gridspec_kw={"width_ratios": [1, 5]}, squeeze=False)
+    width = 0.8 / len(temperatures)
+    smallest = min(float(pr.min()) for pr in probs.values())
+    floor = 10.0 ** np.floor(np.log10(max(smallest, 1e-300))) / 10.0  # a decade below the smallest bar
+    for r, i in enumerate(rows):
+        ax_img, ax = axes[r]
+        ax_img.imshow(images[i].reshape(side), cmap="gray_r", interpolation="nearest")
+        ax_img.set_xticks([])
+        ax_img.set_yticks([])
+        guess = int(np.argmax(logits[i]))
+        ax_img.set_title(f"label {int(labels[i])}, teacher {guess}", fontsize=9)
+        for k, t in enumerate(temperatures):
+            xs = np.arange(n_classes) + (k - (len(temperatures) - 1) / 2) * width
+            ax.bar(xs, np.maximum(probs[t][r], floor), width=width, bottom=floor, color=f"C{k}",
+                   label=f"T = {t:g}")
+        ax.set_yscale("log")
+        ax.set_ylim(floor, 2.0)
+        ax.set_xticks(range(n_classes))
+        ax.set_ylabel("q = softmax(v/T)", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    handles, names = axes[0][1].get_legend_handles_labels()
+    axes[-1][1].set_xlabel("class")
+    fig.suptitle("dark knowledge: the teacher's probabilities for the wrong classes", fontsize=11,
+                 x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.legend(handles, names, ncol=len(temperatures), fontsize=8, loc="upper right",
+               bbox_to_anchor=(0.99, 0.995), frameon=False)
+    save_figure(fig, path, dpi=100)
+    return {"rows": rows, "probs": probs, "labels": [int(labels[i]) for i in rows]}
+
+
+# ------------------------------------------------------------------ (c) the T^2 factor
+def soft_gradient_norms(student_logits, teacher_logits, temperatures=GRADIENT_TEMPERATURES):
+    """Size (Frobenius norm) of the soft term's gradient w.r.t. the student's logits, per T.
+
+    ``distillation_loss`` without labels returns T (p - q) / N, the gradient
+    with the T^2 factor; dividing by T^2 gives the unscaled one, (1/T)(p - q) / N.
+    Also returns the high-temperature limit of the scaled one, (z - v) / (C N)
+    with both logits zero-meaned per row. All in float64.
+    """
+    z = np.asarray(student_logits, dtype=np.float64)
+    v = np.asarray(teacher_logits, dtype=np.float64)
+    n, c = z.shape
+    scaled, unscaled = [], []
+    for t in temperatures:
+        _, grad = distillation_loss(z, v, None, temperature=t)
+        scaled.append(float(np.linalg.norm(grad)))
+        unscaled.append(float(np.linalg.norm(grad / (t * t))))
+    zc = z - z.mean(axis=1, keepdims=True)
+    vc = v - v.mean(axis=1, keepdims=True)
+    limit = float(np.linalg.norm((zc - vc) / (c * n)))
+    return {"temperatures": [float(t) for t in temperatures], "scaled": scaled, "unscaled": unscaled,
+            "limit": limit}
+
+
+def gradient_scale_figure(path, student_logits, teacher_logits, temperatures=GRADIENT_TEMPERATURES):
+    """Log-log plot of soft_gradient_norms. Returns its dict."""
+    plt = _pyplot()
+    g = soft_gradient_norms(student_logits, teacher_logits, temperatures)
+    ts = np.array(g["temperatures"])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.loglog(ts, g["scaled"], "o-", color="C0", ms=4, label="with T$^2$:  T (p - q) / N   (what minikd uses)")
+    ax.loglog(ts, g["unscaled"], "s-", color="C3", ms=4, label="without:  (1/T)(p - q) / N")
+    ax.axhline(g["limit"], color="C0", ls=":", lw=1, label="limit (z - v) / (C N), zero-mean logits")
+    high = ts >= 4
+    ref = g["unscaled"][-1] * (ts[-1] / ts[high]) ** 2
+    ax.loglog(ts[high], ref * 1.8, color="gray", ls="--", lw=0.8, label="slope 1/T$^2$ (shifted up)")
+    ax.set_ylim(min(g["unscaled"]) / 3, max(max(g["scaled"]), g["limit"]) * 3)
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("size of the soft gradient, ||dL/dz||")
+    ax.set_title(f"soft gradient of {len(student_logits)} real student/teacher logit pairs")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+    return g
+
+
+# ------------------------------------------------------------------ the models behind the figures
+def load_model(path, xp, *, flag):
+    """(model, StageConfig, header meta) from a checkpoint written by minikd."""
+    header, arrays = read_checkpoint(path, owned=False)
+    cfg = StageConfig.from_dict(header["config"])
+    model = build_model(cfg, xp)
+    try:
+        model.load_state_dict(checkpoint_params(arrays))
+    except ValueError as exc:
+        raise CheckpointError(f"{flag} {path}: its arrays do not fit its network: {exc}") from None
+    return model, cfg, header.get("meta") or {}
+
+
+def train(cfg, data, xp, soft_logits=None):
+    """Train one stage here (fast path, no checkpoints); returns the trainer."""
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, xp, data["x_train"], data["y_train"], data["x_test"], data["y_test"],
+                      soft_logits=soft_logits, fast=True)
+    trainer.fit(on_epoch=lambda log: None)
+    last = trainer.history[-1]
+    print(f"{cfg.name}: {cfg.epochs} epochs, {last.test_errors} test errors, "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return trainer
+
+
+def history_entry(trainer, n_eval):
+    """A trainer's history in the shape of a results.json model entry (for plot_curves)."""
+    return {"seed": trainer.cfg.seed, "n_eval": n_eval, "test_errors": trainer.history[-1].test_errors,
+            "history": [vars(h) for h in trainer.history]}
+
+
+def _results_checkpoint(results_path, entry):
+    """The student checkpoint named in a results.json entry, as written or beside the file."""
+    named = Path(entry.get("checkpoint", ""))
+    for p in (named, Path(results_path).parent / named.name):
+        if named.name and p.is_file():
+            return p
+    return None
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default=None, metavar="CKPT",
+                   help="teacher checkpoint (e.g. runs/reproduce/teacher.npz); its dataset is used. "
+                        "Default: train one on scikit-learn's digits")
+    p.add_argument("--results", default=None, metavar="JSON",
+                   help="results.json of a reproduce.py run, for the learning curves (and its student for "
+                        "the gradient figure). Default: train the student and the distilled student here")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=None,
+                   help="stop every stage trained here after N epochs of the quick profile's schedule "
+                        "(default: all of it, 150 / 70 / 70 epochs)")
+    p.add_argument("--teacher-width", type=POSITIVE_INT, default=1200,
+                   help="hidden units per layer of a teacher trained here (default 1200, the paper's)")
+    p.add_argument("--width", type=POSITIVE_INT, default=800,
+                   help="hidden units per layer of the students trained here (default 800, the paper's)")
+    p.add_argument("--init-std", type=POSITIVE_FLOAT, default=None,
+                   help="s.d. of the initial weights of the models trained here (default: the profile's, "
+                        "0.01); narrow nets trained for a few epochs learn faster from 0.1")
+    p.add_argument("--data-dir", default=None, help="MNIST folder, when --teacher is an MNIST teacher")
+    p.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="numpy")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the models trained here (default 0)")
+    p.add_argument("--out", default="docs", help="folder for the PNGs (default docs)")
+    return p.parse_args(argv)
+
+
+def make_figures(argv=None):
+    """Write the four figures; returns a dict of what each one plots (for tests)."""
+    args = parse_args(argv)
+    xp = pick_backend_or_exit(args.backend)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = None
+    dataset_name = "digits"
+    try:
+        if args.teacher:
+            teacher, tcfg, meta = load_model(args.teacher, xp, flag="--teacher")
+            dataset_name = meta.get("dataset") or "digits"
+        results = json.loads(Path(args.results).read_text()) if args.results else None
+    except CheckpointError as exc:
+        fail(str(exc))
+    except (OSError, ValueError) as exc:
+        fail(f"--results {args.results}: cannot read it as JSON ({exc})")
+    if results is not None and results.get("config", {}).get("dataset", dataset_name) != dataset_name:
+        fail(f"--results {args.results} is a run on {results['config']['dataset']}, the teacher's data is "
+             f"{dataset_name}: pass the results of a run on the same data")
+    try:
+        dataset = load_dataset(dataset_name, data_dir=args.data_dir)
+    except DataError as exc:
+        fail(str(exc))
+    data = {"x_train": to_float(dataset.x_train, xp), "y_train": to_device(dataset.y_train, xp, dtype=np.int32),
+            "x_test": to_float(dataset.x_test, xp), "y_test": to_device(dataset.y_test, xp, dtype=np.int32)}
+    cfgs = profile_configs("quick", n_features=dataset.n_features, n_classes=dataset.n_classes,
+                           image_shape=dataset.image_shape, seed=args.seed,
+                           jitter=2 if dataset.image_shape[0] >= 16 else 1)
+    if args.epochs is not None:  # the first N epochs of the quick schedule (not the schedule squeezed into N)
+        cfgs = {k: replace(c, epochs=min(c.epochs, args.epochs)) for k, c in cfgs.items()}
+    d, c = dataset.n_features, dataset.n_classes
+    cfgs["teacher"] = replace(cfgs["teacher"], sizes=(d, args.teacher_width, args.teacher_width, c))
+    for k in ("student", "distilled"):
+        cfgs[k] = replace(cfgs[k], sizes=(d, args.width, args.width, c))
+    if args.init_std is not None:
+        cfgs = {k: replace(c, init_std=args.init_std) for k, c in cfgs.items()}
+    trainers = {}
+    if teacher is None:
+        trainers["teacher"] = train(cfgs["teacher"], data, xp)
+        teacher = trainers["teacher"].model
+    student = None
+    if results is not None and "student" in results.get("models", {}):
+        ckpt = _results_checkpoint(args.results, results["models"]["student"])
+        if ckpt is not None:
+            student = load_model(ckpt, xp, flag="--results' student")[0]
+    if results is None:
+        trainers["student"] = train(cfgs["student"], data, xp)
+        soft = teacher_soft_targets(teacher, data["x_train"])
+        trainers["distilled"] = train(cfgs["distilled"], data, xp, soft_logits=soft)
+    if student is None:
+        student = (trainers.get("student") or train(cfgs["student"], data, xp)).model
+
+    x_test = to_host(data["x_test"])
+    v_test = to_host(predict_logits(teacher, data["x_test"]))
+    z_test = to_host(predict_logits(student, data["x_test"]))
+    made = {
+        "softmax_temperature": softmax_temperature_figure(out / FIGURES[0]),
+        "dark_knowledge": dark_knowledge_figure(out / FIGURES[1], x_test, dataset.y_test, v_test,
+                                                image_shape=dataset.image_shape),
+        "gradient_scale": gradient_scale_figure(out / FIGURES[2], z_test, v_test),
+    }
+    if results is not None:
+        models, eval_name = results["models"], results["config"].get("evaluated_on", "test")
+    else:
+        n_eval = len(dataset.y_test)
+        models, eval_name = {k: history_entry(t, n_eval) for k, t in trainers.items()}, "test"
+    plot_curves(models, out / FIGURES[3], eval_name, dataset=dataset_name)
+    made["learning_curves"] = {k: [h["test_errors"] for h in m["history"]] for k, m in models.items()}
+    made["teacher_logits"], made["student_logits"] = v_test, z_test
+    for name in FIGURES:
+        print(out / name)
+    return made
+
+
+def main(argv=None):
+    make_figures(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
