@@ -148,9 +148,10 @@ class HealthCheck:
     * it is over ``GROWTH`` times the loss of the untrained network, which is
       known in advance: logits start near 0, so p is uniform and every
       cross-entropy term equals ln C (the soft one weighted by soft_weight T^2);
-    * from epoch ``AFTER_EPOCHS`` on, with a loss that has stopped falling
-      (its excess over the floor fell by under 1% in two epochs: a network
-      that starts slowly is still improving, a dead one is frozen), on a fixed
+    * from epoch ``AFTER_EPOCHS`` on, with a frozen loss (its excess over the
+      floor moved by under ``STALL`` (0.1%) in two epochs: a network that
+      starts slowly or oscillates still moves, a dead one's output and loss
+      do not), on a fixed
       probe of training rows (the first ``PROBE_ROWS``): one class takes over
       ``COLLAPSE`` of the predictions while the labels are not that one-sided
       -- the network predicts one class whatever the input -- or the probe's
@@ -165,6 +166,7 @@ class HealthCheck:
     PROBE_ROWS = 1000
     COLLAPSE = 0.95
     AFTER_EPOCHS = 3
+    STALL = 1e-3
 
     def __init__(self, cfg, x_train, y_train, *, soft_logits=None):
         xp = get_xp(x_train)
@@ -200,7 +202,7 @@ class HealthCheck:
             raise DivergenceError(f"{where} the training loss is {loss:.4g}, over {self.GROWTH:g} times the "
                                   f"untrained network's {self.initial_loss:.4g}: the weights are exploding; {advice}")
         self.excess.append(loss - self.floor)
-        stalled = len(self.excess) >= 3 and self.excess[-1] > 0.99 * self.excess[-3]
+        stalled = len(self.excess) >= 3 and abs(self.excess[-1] - self.excess[-3]) < self.STALL * abs(self.excess[-3])
         if self.x.shape[0] == 0 or epoch + 1 < self.AFTER_EPOCHS or not stalled:
             return
         pred = predict_logits(model, self.x).argmax(axis=1)
