@@ -1,6 +1,6 @@
 """The figures of docs/, drawn from the engine's own outputs.
 
-    python scripts/make_figures.py --out docs                  # trains a small digits run first
+    python scripts/make_figures.py --out docs                  # trains a digits run first
     python scripts/make_figures.py --teacher runs/digits/teacher.npz \\
         --results runs/digits/results.json --out docs          # from a finished run
 
@@ -11,7 +11,7 @@ writes four PNGs into --out:
                                  probabilities at T = 1, 4, 20 (log scale)
     gradient_scale.png       (c) size of the soft gradient against T, with and
                                  without the T^2 factor (engine.losses.distillation_loss)
-    learning_curves.png      (d) errors per epoch of the teacher, the student and
+    learning_curves_<dataset>.png  (d) errors per epoch of the teacher, the student and
                                  the distilled student
 
 Every number plotted comes from minikd: probabilities from
@@ -42,7 +42,7 @@ from .profiles import profile_configs
 from .reproduce import plot_curves
 from .results import save_figure
 
-FIGURES = ("softmax_temperature.png", "dark_knowledge.png", "gradient_scale.png", "learning_curves.png")
+FIGURES = ("softmax_temperature.png", "dark_knowledge.png", "gradient_scale.png", "learning_curves_{dataset}.png")
 DARK_TEMPERATURES = (1.0, 4.0, 20.0)
 GRADIENT_TEMPERATURES = tuple(float(t) for t in np.geomspace(0.5, 100.0, 25))
 
@@ -329,11 +329,12 @@ def make_figures(argv=None):
     else:
         n_eval = len(dataset.y_test)
         models, eval_name = {k: history_entry(t, n_eval) for k, t in trainers.items()}, "test"
-    plot_curves(models, out / FIGURES[3], eval_name, dataset=dataset_name)
+    made["paths"] = [out / name.format(dataset=dataset_name) for name in FIGURES]
+    plot_curves(models, made["paths"][3], eval_name, dataset=dataset_name)
     made["learning_curves"] = {k: [h["test_errors"] for h in m["history"]] for k, m in models.items()}
     made["teacher_logits"], made["student_logits"] = v_test, z_test
-    for name in FIGURES:
-        print(out / name)
+    for path in made["paths"]:
+        print(path)
     return made
 
 
