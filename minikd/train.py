@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from . import fast as fast_path
 from .data.augment import jitter as jitter_images
 from .engine.backend import backend_name, get_xp, make_rng, shuffled_indices, synchronize, to_host
-from .engine.layers import mlp
+from .engine.layers import ReLU, mlp
 from .engine.losses import check_labels, count_errors, cross_entropy, distillation_loss, log_softmax
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
 
@@ -148,18 +148,22 @@ class HealthCheck:
     * it is over ``GROWTH`` times the loss of the untrained network, which is
       known in advance: logits start near 0, so p is uniform and every
       cross-entropy term equals ln C (the soft one weighted by soft_weight T^2);
-    * from epoch ``AFTER_EPOCHS`` on, with a frozen loss (its excess over the
-      floor moved by under ``STALL`` (0.1%) in two epochs: a network that
-      starts slowly or oscillates still moves, a dead one's output and loss
-      do not), on a fixed
-      probe of training rows (the first ``PROBE_ROWS``): one class takes over
-      ``COLLAPSE`` of the predictions while the labels are not that one-sided
-      -- the network predicts one class whatever the input -- or the probe's
-      error rate is within 5% of chance (1 - the largest class share).
+    * on a fixed probe of training rows (the first ``PROBE_ROWS``), every ReLU
+      of a hidden layer is 0 for every row: the output no longer depends on
+      the input, and no gradient reaches the layers below -- a dead network,
+      which no further step can revive;
+    * from epoch ``AFTER_EPOCHS`` on, the loss frozen (its excess over the
+      floor moved by under ``STALL`` in two epochs) while the probe's
+      predictions collapse to one class (over ``COLLAPSE`` of them, where the
+      labels are not that one-sided) or err at chance level (within 5% of
+      1 - the largest class share), and some hidden layer has under
+      ``FEW_ALIVE`` of its units alive on the probe: its ReLUs died.
 
-    The floor of the loss is 0 for cross-entropy; distilling, it is
-    soft_weight T^2 times the teacher's mean entropy H(q), which no student can
-    go below (T^2 CE(q, p) = T^2 (H(q) + KL(q || p))).
+    A network that merely starts slowly -- tiny weights, one class predicted
+    for a few epochs, a loss near ln C that hardly moves -- has live units and
+    is left alone. The floor of the loss is 0 for cross-entropy; distilling, it
+    is soft_weight T^2 times the teacher's mean entropy H(q), which no student
+    can go below (T^2 CE(q, p) = T^2 (H(q) + KL(q || p))).
     """
 
     GROWTH = 10.0
@@ -167,6 +171,7 @@ class HealthCheck:
     COLLAPSE = 0.95
     AFTER_EPOCHS = 3
     STALL = 1e-3
+    FEW_ALIVE = 0.05
 
     def __init__(self, cfg, x_train, y_train, *, soft_logits=None):
         xp = get_xp(x_train)
@@ -191,6 +196,20 @@ class HealthCheck:
         """How many of ``labels`` fall in each class: (C,), on the device."""
         return (labels[:, None] == self.classes[None, :]).sum(axis=0)
 
+    def probe(self, model):
+        """(fraction of units alive in the least alive hidden layer, the most predicted class's count,
+        errors) on the probe rows, as one (3,) device array. A unit is alive if it is > 0 for some row."""
+        xp = get_xp(self.x)
+        h, alive = self.x, []
+        for layer in model.layers:
+            h = layer.forward(h, train=False)
+            if isinstance(layer, ReLU):
+                alive.append((h > 0).any(axis=0).mean())
+        pred = h.argmax(axis=1)
+        least = xp.stack(alive).min() if alive else xp.ones((), dtype=h.dtype)
+        return xp.stack([least.astype(h.dtype), self._counts(pred).max().astype(h.dtype),
+                         (pred != self.y).sum().astype(h.dtype)])
+
     def check(self, model, epoch, loss, eps):
         """Raise DivergenceError naming what went wrong at ``epoch`` (0-based)."""
         where = f"{self.name}: at epoch {epoch + 1}"
@@ -202,22 +221,27 @@ class HealthCheck:
             raise DivergenceError(f"{where} the training loss is {loss:.4g}, over {self.GROWTH:g} times the "
                                   f"untrained network's {self.initial_loss:.4g}: the weights are exploding; {advice}")
         self.excess.append(loss - self.floor)
-        stalled = len(self.excess) >= 3 and abs(self.excess[-1] - self.excess[-3]) < self.STALL * abs(self.excess[-3])
-        if self.x.shape[0] == 0 or epoch + 1 < self.AFTER_EPOCHS or not stalled:
-            return
-        pred = predict_logits(model, self.x).argmax(axis=1)
-        xp = get_xp(pred)
-        counts = self._counts(pred)
-        top, errors = (int(v) for v in to_host(xp.stack([counts.max(), (pred != self.y).sum()])))
         n = self.x.shape[0]
-        if top > self.COLLAPSE * n and self.label_share < self.COLLAPSE:
-            raise DivergenceError(f"{where} the network predicts one class for {top} of {n} training images "
-                                  f"(the largest class is {100 * self.label_share:.0f}% of them): it has collapsed, "
-                                  f"most likely its ReLUs died in a too large early step; {advice}")
+        if n == 0:
+            return
+        alive, top, errors = (float(v) for v in to_host(self.probe(model)))   # one read
+        if alive == 0.0:
+            raise DivergenceError(f"{where} every ReLU of a hidden layer is 0 for every one of {n} training "
+                                  f"images: the network is dead (its output no longer depends on its input, and "
+                                  f"no gradient passes); {advice}")
+        stalled = (len(self.excess) >= 3
+                   and abs(self.excess[-1] - self.excess[-3]) < self.STALL * abs(self.excess[-3]))
+        if epoch + 1 < self.AFTER_EPOCHS or not stalled or alive >= self.FEW_ALIVE:
+            return
         chance = 1.0 - self.label_share
+        if top > self.COLLAPSE * n and self.label_share < self.COLLAPSE:
+            raise DivergenceError(f"{where} the network predicts one class for {int(top)} of {n} training images "
+                                  f"(the largest class is {100 * self.label_share:.0f}% of them) and its loss is "
+                                  f"frozen, with {100 * alive:.1f}% of a layer's ReLUs alive: it has collapsed; {advice}")
         if chance > 0 and errors / n >= 0.95 * chance:
-            raise DivergenceError(f"{where} the network still errs on {errors} of {n} training images, chance "
-                                  f"level ({100 * chance:.0f}%): it is not learning; {advice}")
+            raise DivergenceError(f"{where} the network errs on {int(errors)} of {n} training images, chance level "
+                                  f"({100 * chance:.0f}%), its loss frozen, with {100 * alive:.1f}% of a layer's "
+                                  f"ReLUs alive: it is not learning; {advice}")
 
 
 @dataclass
