@@ -25,7 +25,7 @@ from .checkpoints import CheckpointError, checkpoint_params, read_checkpoint
 
 
 def load_model(path, n_features, n_classes):
-    header, arrays = read_checkpoint(path)
+    header, arrays = read_checkpoint(path, owned=False)
     cfg = StageConfig.from_dict(header["config"])
     if cfg.sizes[0] != n_features or cfg.sizes[-1] != n_classes:
         raise CheckpointError(f"{path} is a {'-'.join(map(str, cfg.sizes))} network; this dataset needs "

@@ -63,7 +63,8 @@ from pathlib import Path
 from ..engine.backend import backend_name, is_cupy, synchronize, to_host
 from ..engine.optim import ExponentialDecay, LinearRamp
 from ..train import Trainer, build_model, teacher_soft_targets
-from .args import add_common_args, fail, load_data_or_exit, pick_backend_or_exit
+from .args import (NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, add_common_args, fail, load_data_or_exit,
+                   pick_backend_or_exit)
 from .profiles import profile_configs
 from .results import environment_info, write_json
 from .stage import prepare_arrays
@@ -78,11 +79,11 @@ MIB = 1 << 20
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, default_out="runs/bench")
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
                    help="time epochs over the first N training images (default: the whole training set)")
-    p.add_argument("--reps", type=int, default=3, help="timed epochs per model and step; the median is reported "
+    p.add_argument("--reps", type=POSITIVE_INT, default=3, help="timed epochs per model and step; the median is reported "
                                                       "(default 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed epochs before the timed ones (default 1)")
+    p.add_argument("--warmup", type=NON_NEGATIVE_INT, default=1, help="untimed epochs before the timed ones (default 1)")
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated subset of {','.join(MODELS)} (default: all)")
     p.add_argument("--steps", default=",".join(STEPS),
@@ -96,15 +97,11 @@ def parse_args(argv=None):
     p.add_argument("--memory-of-reproduce", action="store_true",
                    help="also measure the peak resident memory of `reproduce.py --profile quick --epochs 1` "
                         "(a child process; about one epoch of each model)")
-    p.add_argument("--settle", type=float, default=0.5,
+    p.add_argument("--settle", type=NON_NEGATIVE_FLOAT, default=0.5,
                    help="seconds to pause between groups of work on different BLAS libraries (default 0.5)")
     args = p.parse_args(argv)
     args.models = _subset(p, "--models", args.models, MODELS)
     args.steps = _subset(p, "--steps", args.steps, STEPS)
-    if args.reps < 1:
-        p.error(f"--reps must be at least 1, got {args.reps}")
-    if args.warmup < 0:
-        p.error(f"--warmup must be 0 or more, got {args.warmup}")
     return args
 
 

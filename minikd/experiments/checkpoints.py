@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +20,28 @@ from ..engine.backend import to_host
 from ..train import EpochLog, StageConfig, build_model
 
 
+FORMAT = "minikd-checkpoint-1"
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used (wrong model/dataset, unreadable)."""
+
+
+def _umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path, write):
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place.
 
-    A crash before the rename leaves the previous file untouched.
+    A crash before the rename leaves the previous file untouched (and at worst
+    a hidden ``.<name>.*.tmp``, which the next run on that folder removes:
+    ``args.remove_stale_temporaries``). mkstemp creates the file readable by
+    its owner only; it gets the mode of any other new file (0666 minus the
+    umask) before the rename.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +51,7 @@ def atomic_write_bytes(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -51,7 +68,7 @@ def save_checkpoint(path, trainer, meta):
     arrays = {f"param.{k}": to_host(v) for k, v in trainer.model.state_dict().items()}
     arrays.update({f"velocity.{k}": to_host(v) for k, v in trainer.optimizer.state_dict().items()})
     header = {
-        "format": "minikd-checkpoint-1",
+        "format": FORMAT,
         "config": trainer.cfg.to_dict(),
         "epochs_done": trainer.start_epoch,
         "history": [vars(h) for h in trainer.history],
@@ -61,21 +78,123 @@ def save_checkpoint(path, trainer, meta):
     atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
 
 
-def read_checkpoint(path):
-    """(header dict, {name: array}) from a checkpoint; never unpickles anything."""
+def _unreadable(path, reason, owned):
+    if owned:  # a file this run's --out holds: the run wrote it, and may write it again
+        what = (f"checkpoint {path} is unreadable ({reason}); delete it to train that stage again, "
+                f"or choose another --out")
+    else:      # the user's file (--teacher, agreement's models): never advise deleting it
+        what = (f"{path} is unreadable ({reason}); pass a checkpoint written by minikd "
+                f"(e.g. runs/reproduce/teacher.npz)")
+    return CheckpointError(what)
+
+
+def read_checkpoint(path, *, owned=True):
+    """(header dict, {name: array}) from a checkpoint; never unpickles anything.
+
+    Every way a file can be unusable -- missing, empty, truncated, random
+    bytes, pickled objects, no header, a header of another format -- raises
+    CheckpointError with one line naming the file. owned: the file lies in
+    the run's own --out (the message may then say to delete it); False for a
+    file the user passed (--teacher).
+    """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    if size == 0:
+        raise _unreadable(path, "it is empty, 0 bytes", owned)
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise _unreadable(path, "it is a single .npy array, not a .npz checkpoint", owned)
+        with z:
+            if "header" not in z.files:
+                raise _unreadable(path, "it has no minikd header", owned)
             header = json.loads(str(z["header"]))
             arrays = {k: z[k] for k in z.files if k != "header"}
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    except (ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is unreadable or not a minikd checkpoint "
-                              f"({type(exc).__name__}: {exc}); delete it or choose another --out")
-    if header.get("format") != "minikd-checkpoint-1":
-        raise CheckpointError(f"{path} is not a minikd checkpoint (format {header.get('format')!r})")
+    except CheckpointError:
+        raise
+    except PermissionError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    except json.JSONDecodeError:
+        raise _unreadable(path, "its header is not valid JSON", owned) from None
+    except ValueError as exc:
+        reason = ("not an .npz archive of plain arrays: reading it would need pickle, which minikd never uses"
+                  if "pickle" in str(exc)
+                  else f"not a .npz archive of arrays: {exc}")
+        raise _unreadable(path, reason, owned) from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+        raise _unreadable(path, f"truncated or damaged: {type(exc).__name__}", owned) from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise _unreadable(path, f"its header has format {found!r}, not {FORMAT!r}", owned)
+    problem = _header_problem(header)
+    if problem:
+        raise _unreadable(path, problem, owned)
     return header, arrays
+
+
+def _header_problem(header):
+    """What is wrong with a header of the right format (None when nothing)."""
+    config = header.get("config")
+    if not isinstance(config, dict):
+        return "its header has no config"
+    try:
+        StageConfig.from_dict(config)
+    except (TypeError, KeyError, ValueError) as exc:
+        return f"its config does not describe a minikd stage ({exc})"
+    if not isinstance(header.get("epochs_done"), int):
+        return "its header has no epochs_done"
+    if not isinstance(header.get("history"), list):
+        return "its header has no history"
+    if not isinstance(header.get("meta", {}), dict):
+        return "its header's meta is not a dict"
+    return None
+
+
+def data_fingerprint(dataset):
+    """What a checkpoint records about the data it was trained on (``Dataset.fingerprint``)."""
+    return dataset.fingerprint()
+
+
+def _describe(data):
+    shape = "x".join(map(str, data.get("image_shape", [])))
+    return (f"sha256 {str(data.get('sha256'))[:12]}... ({data.get('source')}, {data.get('n_classes')} classes, "
+            f"{shape} images)")
+
+
+_warned = set()
+
+
+def check_same_data(path, saved_meta, data, *, flag="checkpoint"):
+    """Refuse a checkpoint trained on other data than ``data`` (a fingerprint dict), naming both.
+
+    Checkpoints written before fingerprints existed have none. For mnist (its
+    files are verified against MNIST's checksums) and digits (bundled with
+    scikit-learn) the dataset's name already fixes the data, so they are
+    accepted; an old ``idx`` checkpoint cannot be checked and is accepted with
+    a warning, since refusing it would strand every earlier run.
+    """
+    if data is None:
+        return
+    saved = saved_meta.get("data")
+    if saved is None:
+        if saved_meta.get("dataset") == "idx" and str(path) not in _warned:
+            _warned.add(str(path))
+            print(f"warning: {flag} {path} predates data fingerprints: it cannot be checked against "
+                  f"{data.get('source')}; make sure it was trained on these files", file=sys.stderr)
+        return
+    for key in ("sha256", "n_classes", "image_shape"):
+        if saved.get(key) != data.get(key):
+            raise CheckpointError(f"{flag} {path} was trained on other data: {_describe(saved)}; this run "
+                                  f"uses {_describe(data)}. Use the data it was trained on, or "
+                                  + ("another --out" if flag == "checkpoint" else
+                                     "a teacher trained on this data (or leave --teacher out to train one)"))
 
 
 def check_compatible(path, header, cfg, meta):
@@ -85,10 +204,12 @@ def check_compatible(path, header, cfg, meta):
         raise CheckpointError(f"checkpoint {path} holds a {'-'.join(map(str, saved['sizes']))} network, "
                               f"this run needs {'-'.join(map(str, cfg.sizes))}; use another --out "
                               f"or delete the file")
+    saved_meta = header.get("meta") or {}
     for key in ("dataset", "train_size", "validation"):
-        if header["meta"].get(key) != meta.get(key):
-            raise CheckpointError(f"checkpoint {path} was trained with {key}={header['meta'].get(key)!r}, "
+        if saved_meta.get(key) != meta.get(key):
+            raise CheckpointError(f"checkpoint {path} was trained with {key}={saved_meta.get(key)!r}, "
                                   f"this run uses {key}={meta.get(key)!r}; use another --out or delete it")
+    check_same_data(path, saved_meta, meta.get("data"))
 
 
 def _with_prefix(arrays, prefix):
@@ -101,19 +222,23 @@ def checkpoint_params(arrays):
     return _with_prefix(arrays, "param.")
 
 
-def load_into(trainer, header, arrays):
+def load_into(trainer, header, arrays, path="checkpoint"):
     """Restore parameters, velocities and history so training continues where it stopped."""
-    trainer.model.load_state_dict(checkpoint_params(arrays))
-    trainer.optimizer.load_state_dict(_with_prefix(arrays, "velocity."))
+    try:
+        trainer.model.load_state_dict(checkpoint_params(arrays))
+        trainer.optimizer.load_state_dict(_with_prefix(arrays, "velocity."))
+        history = [EpochLog(**h) for h in header["history"]]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise _unreadable(path, f"its arrays do not fit its network: {exc}", True) from None
     trainer.start_epoch = int(header["epochs_done"])
-    trainer.history = [EpochLog(**h) for h in header["history"]]
+    trainer.history = history
 
 
 def load_teacher(path, xp, *, dataset):
     """(model, info) from a teacher checkpoint written by scripts/reproduce.py
     (or by these scripts). Refuses, naming the file, a checkpoint of another
     dataset or input/output size. Raises experiment.CheckpointError."""
-    header, arrays = read_checkpoint(path)
+    header, arrays = read_checkpoint(path, owned=False)
     cfg = StageConfig.from_dict(header["config"])
     meta = header.get("meta") or {}
     if meta.get("dataset") not in (None, dataset.name):
@@ -124,10 +249,13 @@ def load_teacher(path, xp, *, dataset):
         raise CheckpointError(f"--teacher {path} is a {'-'.join(map(str, cfg.sizes))} network; --dataset "
                               f"{dataset.name} needs {dataset.n_features} inputs and {dataset.n_classes} "
                               f"outputs")
+    check_same_data(path, meta, data_fingerprint(dataset), flag="--teacher")
     model = build_model(cfg, xp)
-    model.load_state_dict(checkpoint_params(arrays))
+    try:
+        model.load_state_dict(checkpoint_params(arrays))
+    except ValueError as exc:
+        raise _unreadable(path, f"its arrays do not fit its network: {exc}", False) from None
     if int(header["epochs_done"]) < int(cfg.epochs):
-        import sys
         print(f"warning: --teacher {path} finished only {header['epochs_done']} of its {cfg.epochs} epochs; "
               f"using it as it is", file=sys.stderr)
     info = {"path": str(path), "sizes": list(cfg.sizes), "epochs_done": int(header["epochs_done"]),

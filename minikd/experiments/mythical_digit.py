@@ -41,14 +41,15 @@ from pathlib import Path
 import numpy as np
 
 
-from ..data import to_float, train_val_split
+from ..data import to_float
 from ..engine.backend import to_device, to_host
 from ..train import count_test_errors, predict_logits, teacher_soft_targets
-from .args import add_common_args, fail, load_data_or_exit, pick_backend_or_exit
+from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, check_loss_weights, fail,
+                   guarded_run, load_data_or_exit, pick_backend_or_exit)
 from .checkpoints import CheckpointError, atomic_write_text, load_teacher
 from .profiles import distill_config as _distill_config, profile_configs
 from .results import environment_info, save_figure, write_json
-from .stage import StageRunError, run_stage, training_subset
+from .stage import StageRunError, run_meta, run_stage, training_subset, validation_split
 from .stats import mean_range, wilson_interval
 from .sweep import array_fingerprint
 from .transfer import ShiftCurve, class_counts, filter_transfer_set, shift_report
@@ -80,15 +81,15 @@ def parse_args(argv=None):
     p.add_argument("--teacher", default=None, metavar="PATH",
                    help="teacher checkpoint, e.g. runs/reproduce/teacher.npz (default: train one on the "
                         "training split and save it as OUT/teacher.npz)")
-    p.add_argument("--teacher-epochs", type=int, default=None,
+    p.add_argument("--teacher-epochs", type=POSITIVE_INT, default=None,
                    help="epochs of a teacher trained here (default: the profile's, 150 / 3,000)")
-    p.add_argument("--teacher-width", type=int, default=1200,
+    p.add_argument("--teacher-width", type=POSITIVE_INT, default=1200,
                    help="hidden units per layer of a teacher trained here (default 1200, the paper's)")
-    p.add_argument("--width", type=int, default=800,
+    p.add_argument("--width", type=POSITIVE_INT, default=800,
                    help="hidden units per layer of the students (default 800, the paper's)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=POSITIVE_INT, default=None,
                    help="distillation epochs per student (default: 40 / 3,000)")
-    p.add_argument("--seeds", type=int, default=3,
+    p.add_argument("--seeds", type=POSITIVE_INT, default=3,
                    help="students per experiment, seeds --seed, --seed+1, ... (default 3: the spread "
                         "tells how much one run can be trusted)")
     p.add_argument("--experiments", default="omit,only",
@@ -96,13 +97,13 @@ def parse_args(argv=None):
                         "default both")
     p.add_argument("--omit", default="3", help="classes left out by the omit experiment (default 3)")
     p.add_argument("--only", default="7,8", help="classes kept by the only experiment (default 7,8)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
                    help="initial learning rate eps_0 of every model trained here (default: the profile's)")
-    p.add_argument("--temperature", type=float, default=20.0, help="distillation temperature (default 20)")
-    p.add_argument("--hard-weight", type=float, default=None,
+    p.add_argument("--temperature", type=POSITIVE_FLOAT, default=20.0, help="distillation temperature (default 20)")
+    p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
                    help="weight of the hard-label term (default: the profile's, 1)")
-    p.add_argument("--soft-weight", type=float, default=1.0, help="weight of the T^2-scaled soft term")
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0, help="weight of the T^2-scaled soft term")
+    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
                    help="use only the first N training images (smoke runs); the last sixth of them "
                         "(10,000 of 60,000) is the validation split either way")
     p.add_argument("--no-fast", action="store_true", help="use the reference step instead of the fused one")
@@ -116,12 +117,7 @@ def parse_args(argv=None):
     if not exps or any(e not in ("omit", "only") for e in exps):
         p.error(f"--experiments {args.experiments!r}: choose from omit, only (comma-separated)")
     args.experiments = [e for e in ("omit", "only") if e in exps]
-    for flag in ("seeds", "epochs", "teacher_epochs", "width", "teacher_width"):
-        v = getattr(args, flag)
-        if v is not None and v < 1:
-            p.error(f"--{flag.replace('_', '-')} must be at least 1, got {v}")
-    if args.temperature <= 0:
-        p.error(f"--temperature must be > 0, got {args.temperature}")
+    check_loss_weights(p, args.hard_weight, args.soft_weight)
     return args
 
 
@@ -348,17 +344,23 @@ def main(argv=None):
     args = parse_args(argv)
     xp = pick_backend_or_exit(args.backend)
     dataset = load_data_or_exit(args)
-    out = Path(args.out)
     specs = experiment_specs(args, dataset.n_classes)
+    with guarded_run(args.out, how_to_continue="rerun the same command to continue (finished models in "
+                                               "--out are reused)"):
+        return _run(args, argv, xp, dataset, specs)
+
+
+def _run(args, argv, xp, dataset, specs):
+    out = Path(args.out)
     t_start = time.time()
 
     # The validation split is held out of the training set: the students never
     # train on it, and the bias shifts are chosen on it.
     try:
         x_all, y_all = training_subset(dataset, args.train_size)
+        tr_idx, va_idx = validation_split(len(y_all), args.train_size)
     except ValueError as exc:
         fail(str(exc))
-    tr_idx, va_idx = train_val_split(len(y_all))
     x_tr_host, y_tr_host = x_all[tr_idx], np.asarray(y_all[tr_idx], dtype=np.int32)
     y_val, y_test = np.asarray(y_all[va_idx], dtype=np.int32), np.asarray(dataset.y_test, dtype=np.int32)
     x_train, x_val, x_test = to_float(x_tr_host, xp), to_float(x_all[va_idx], xp), to_float(dataset.x_test, xp)
@@ -373,7 +375,7 @@ def main(argv=None):
                               epochs=args.teacher_epochs or cfgs["teacher"].epochs)
     cfgs["distilled"] = replace(_distill_config(args, dataset, cfgs), sizes=(d, args.width, args.width, c))
     every = 10 if args.profile == "quick" else 50
-    meta = {"dataset": dataset.name, "train_size": args.train_size, "validation": True}
+    meta = run_meta(dataset, train_size=args.train_size, validation=True)
     run_kw = dict(resume=True, fast=not args.no_fast, checkpoint_every=every, eval_every=every)
     split = {"x_train": x_train, "y_train": to_device(y_tr_host, xp), "x_test": x_val, "y_test": y_val_dev,
              "eval_name": "validation", "n_train": len(tr_idx), "n_eval": len(va_idx)}

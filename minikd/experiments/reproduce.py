@@ -19,10 +19,13 @@ from pathlib import Path
 
 
 from ..train import teacher_soft_targets
-from .args import add_common_args, fail, load_data_or_exit, pick_backend_or_exit
+from .args import (DECAY_FACTOR, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
+                   add_common_args, check_loss_weights, fail, guarded_run, load_data_or_exit,
+                   pick_backend_or_exit)
 from .profiles import profile_configs
 from .results import PAPER_TABLE, SEED_REPRO_TABLE, environment_info, save_figure, write_json
-from .stage import STAGE_ALIASES, STAGES, StageRunError, prepare_arrays, run_stage
+from .stage import (STAGE_ALIASES, STAGES, StageRunError, checkpoint_path, prepare_arrays, refuse_overwrite,
+                    run_meta, run_stage)
 
 
 
@@ -35,28 +38,28 @@ def parse_args(argv=None):
     p.add_argument("--stages", default="teacher,student,distilled",
                    help="comma-separated subset of teacher,student,distilled (default: all; 'distill' "
                         "is accepted for distilled). distilled without teacher reuses the teacher saved in --out")
-    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs of every stage")
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="override the number of epochs of every stage")
+    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
                    help="use only the first N training images (smoke runs)")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seeds", type=POSITIVE_INT, default=1,
                    help="train the student and the distilled student with this many seeds "
                         "(--seed, --seed+1, ...); the teacher is trained once")
-    p.add_argument("--temperature", type=float, default=20.0, help="distillation temperature T (default 20)")
-    p.add_argument("--hard-weight", type=float, default=None,
+    p.add_argument("--temperature", type=POSITIVE_FLOAT, default=20.0, help="distillation temperature T (default 20)")
+    p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
                    help="weight of the hard-label cross-entropy in distillation (default: the profile's, "
                         "1.0 for quick and paper, chosen on the validation split: README, Choices)")
-    p.add_argument("--soft-weight", type=float, default=1.0,
+    p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0,
                    help="weight of the T^2-scaled soft cross-entropy (default 1)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
                    help="initial learning rate eps_0 for every stage (default: profile's, 1 for every stage except "
                         "the quick profile's teacher, 0.7; the paper says 10, public code used 1)")
-    p.add_argument("--lr-decay", type=float, default=None,
-                   help="per-epoch factor of the learning rate for every stage (default: profile's; quick "
+    p.add_argument("--lr-decay", type=DECAY_FACTOR, default=None,
+                   help="per-epoch factor of the learning rate for every stage, 0 < d <= 1 (default: profile's; quick "
                         "compresses the paper's 0.998^3000 fall into the stage's epochs)")
-    p.add_argument("--lr-warmup", type=int, default=None,
+    p.add_argument("--lr-warmup", type=NON_NEGATIVE_INT, default=None,
                    help="epochs of linear learning-rate warm-up for the student and the distilled student "
                         "(default: profile's)")
-    p.add_argument("--max-norm", type=float, default=15.0,
+    p.add_argument("--max-norm", type=POSITIVE_FLOAT, default=15.0,
                    help="the teacher's max-norm limit as the paper states it (default 15)")
     p.add_argument("--max-norm-on", choices=("squared", "length"), default="squared",
                    help="what --max-norm bounds: the squared length of each hidden unit's incoming weight "
@@ -66,9 +69,12 @@ def parse_args(argv=None):
                         "test set (for choosing schedules without looking at the test set)")
     p.add_argument("--resume", action="store_true",
                    help="continue each stage from its checkpoint in --out (finished stages are reused)")
-    p.add_argument("--checkpoint-every", type=int, default=None,
+    p.add_argument("--overwrite", action="store_true",
+                   help="train the chosen stages from scratch even where --out holds their checkpoints "
+                        "(without it, or --resume, a run that would replace one stops before training)")
+    p.add_argument("--checkpoint-every", type=POSITIVE_INT, default=None,
                    help="epochs between checkpoints (default: 1 for quick, 10 for paper)")
-    p.add_argument("--eval-every", type=int, default=None,
+    p.add_argument("--eval-every", type=POSITIVE_INT, default=None,
                    help="epochs between test evaluations (default: 1 for quick, 10 for paper)")
     p.add_argument("--no-fast", action="store_true",
                    help="use the readable reference step instead of the fused CPU step")
@@ -78,12 +84,10 @@ def parse_args(argv=None):
     if bad or not stages:
         p.error(f"--stages: unknown stage(s) {', '.join(bad) or '(none)'}; choose from {', '.join(STAGES)}")
     args.stages = [s for s in STAGES if s in stages]
-    if args.seeds < 1:
-        p.error("--seeds must be at least 1")
-    if args.temperature <= 0:
-        p.error(f"--temperature must be > 0, got {args.temperature}")
-    if args.epochs is not None and args.epochs < 1:
-        p.error(f"--epochs must be at least 1, got {args.epochs}")
+    if "distilled" in args.stages:
+        check_loss_weights(p, args.hard_weight, args.soft_weight)
+    if args.resume and args.overwrite:
+        p.error("--resume continues the checkpoints in --out, --overwrite replaces them: choose one")
     return args
 
 
@@ -176,6 +180,11 @@ def main(argv=None):
     args = parse_args(argv)
     xp = pick_backend_or_exit(args.backend)
     dataset = load_data_or_exit(args)
+    with guarded_run(args.out, how_to_continue="rerun the same command with --resume to continue"):
+        return _run(args, argv, xp, dataset)
+
+
+def _run(args, argv, xp, dataset):
     out = Path(args.out)
     try:
         arrays = prepare_arrays(dataset, xp, train_size=args.train_size, validation=args.validation)
@@ -190,10 +199,18 @@ def main(argv=None):
                            max_norm_on=args.max_norm_on,
                            jitter=2 if dataset.image_shape[0] >= 16 else 1)
     every = 1 if args.profile == "quick" else 10
-    meta = {"dataset": dataset.name, "train_size": args.train_size, "validation": args.validation,
-            "profile": args.profile}
-    run_kw = dict(out=out, resume=args.resume, meta=meta, fast=not args.no_fast,
-                  checkpoint_every=args.checkpoint_every or every, eval_every=args.eval_every or every)
+    meta = run_meta(dataset, train_size=args.train_size, validation=args.validation, profile=args.profile)
+    run_kw = dict(out=out, resume=args.resume, meta=meta, fast=not args.no_fast, overwrite=args.overwrite,
+                  checkpoint_every=every if args.checkpoint_every is None else args.checkpoint_every,
+                  eval_every=every if args.eval_every is None else args.eval_every)
+    try:  # before any training: a rerun must not replace finished checkpoints by accident
+        refuse_overwrite([checkpoint_path(out, cfgs[stage].__class__(**{**cfgs[stage].__dict__, "seed": seed}))
+                          for stage in args.stages
+                          for seed in ([args.seed] if stage == "teacher" else
+                                       [args.seed + i for i in range(args.seeds)])],
+                         resume=args.resume, overwrite=args.overwrite)
+    except StageRunError as exc:
+        fail(str(exc))
     results_path = out / "results.json"
     results = {"models": {}, "config": {
         "argv": sys.argv[1:] if argv is None else list(argv), "profile": args.profile,

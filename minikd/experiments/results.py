@@ -3,6 +3,7 @@ and the published numbers it is compared with."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -47,5 +48,36 @@ def environment_info(xp):
     return info
 
 
+def strict_json_ready(obj, where="", found=None):
+    """``obj`` with every NaN or infinite float (Python or NumPy) replaced by None.
+
+    found: a dict that collects {JSON path: "nan" | "inf" | "-inf"} of what was
+    replaced, so a reader sees why a value is null.
+    """
+    if isinstance(obj, dict):
+        return {k: strict_json_ready(v, f"{where}.{k}" if where else str(k), found) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json_ready(v, f"{where}[{i}]", found) for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return strict_json_ready(obj.tolist(), where, found)
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        if not math.isfinite(value):
+            if found is not None:
+                found[where or "(top)"] = "nan" if value != value else ("inf" if value > 0 else "-inf")
+            return None
+        return value
+    return obj
+
+
 def write_json(path, obj):
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (RFC 8259: no NaN or Infinity): a non-finite number is written
+    as null, and the top-level ``null_because_not_finite`` lists each one's path
+    and value."""
+    found = {}
+    clean = strict_json_ready(obj, found=found)
+    if found and isinstance(clean, dict):
+        clean["null_because_not_finite"] = found
+    atomic_write_text(path, json.dumps(clean, indent=2, sort_keys=False, allow_nan=False) + "\n")

@@ -41,6 +41,53 @@ def training_subset(dataset, train_size=None):
     return x[:train_size], y[:train_size]
 
 
+MIN_VALIDATION_ROWS = 6  # the validation split holds out n // 6 rows: at least one
+
+
+def validation_split(n, train_size=None):
+    """``train_val_split(n)``, refusing (ValueError naming --train-size) a set too
+    small to hold out even one validation image."""
+    if n < MIN_VALIDATION_ROWS:
+        raise ValueError(f"--train-size {train_size if train_size is not None else n} leaves no validation "
+                         f"images: the validation split holds out a sixth of the training images, so it "
+                         f"needs --train-size {MIN_VALIDATION_ROWS} or more")
+    return train_val_split(n)
+
+
+def run_meta(dataset, **extra):
+    """The ``meta`` a stage's checkpoint records: the dataset's name and fingerprint,
+    plus ``extra`` (train_size, validation, ...), all compared on resume."""
+    return {"dataset": dataset.name, "data": dataset.fingerprint(), **extra}
+
+
+def describe_existing(path):
+    """'a finished teacher (12 epochs)' / 'a teacher stopped after 3 of 12 epochs' / 'an unreadable file'."""
+    try:
+        header, _ = read_checkpoint(path)
+    except CheckpointError:
+        return "a file that is not a readable checkpoint"
+    cfg = header["config"]
+    done, planned = header["epochs_done"], cfg.get("epochs")
+    if planned is not None and done >= planned:
+        return f"a finished {cfg.get('name')} ({done} epochs)"
+    return f"a {cfg.get('name')} stopped after {done} of {planned} epochs"
+
+
+def refuse_overwrite(paths, *, resume, overwrite):
+    """Raise StageRunError when a checkpoint this run would train again already exists.
+
+    Called before the first epoch with every checkpoint the run will write, so
+    a rerun without --resume stops at once instead of replacing finished work.
+    """
+    if resume or overwrite:
+        return
+    for path in paths:
+        if Path(path).exists():
+            raise StageRunError(f"{path} already holds {describe_existing(path)}; rerun with --resume to "
+                                f"continue from it (finished stages are reused), --overwrite to train it "
+                                f"again from scratch, or choose another --out")
+
+
 def prepare_arrays(dataset, xp, *, train_size=None, validation=False):
     """Float32 inputs (N, D) in [0, 1] and int32 labels, moved to ``xp`` once.
 
@@ -51,7 +98,7 @@ def prepare_arrays(dataset, xp, *, train_size=None, validation=False):
     """
     x_tr, y_tr = training_subset(dataset, train_size)
     if validation:
-        tr_idx, va_idx = train_val_split(len(y_tr))
+        tr_idx, va_idx = validation_split(len(y_tr), train_size)
         x_ev, y_ev = x_tr[va_idx], y_tr[va_idx]
         x_tr, y_tr = x_tr[tr_idx], y_tr[tr_idx]
         eval_name = "validation"
@@ -74,7 +121,7 @@ def _restore(trainer, path, meta, *, strict=True):
     """Load a checkpoint into ``trainer``. Always refuses another architecture
     or dataset; ``strict`` (resuming) also refuses any other training setting,
     since continuing under a different schedule would not be the same run."""
-    header, arrays = read_checkpoint(path)
+    header, arrays = read_checkpoint(path, owned=strict)
     check_compatible(path, header, trainer.cfg, meta)
     saved = StageConfig.from_dict(header["config"]).to_dict()  # fills fields added since it was saved
     mine = trainer.cfg.to_dict()
@@ -83,20 +130,26 @@ def _restore(trainer, path, meta, *, strict=True):
         k = diff[0]
         raise CheckpointError(f"checkpoint {path} was trained with {k}={saved.get(k)!r}, this run asks for "
                               f"{k}={mine[k]!r}; rerun with the same flags, or use another --out")
-    load_into(trainer, header, arrays)
+    load_into(trainer, header, arrays, path)
     return header
 
 
 def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, checkpoint_every=1,
-              eval_every=1, soft_logits=None, reuse_only=False, progress=True):
+              eval_every=1, soft_logits=None, reuse_only=False, progress=True, overwrite=False):
     """Train (or resume, or reuse) one stage; returns (trainer, results entry).
 
     reuse_only: load a finished checkpoint and never train (the saved teacher
-    for a run of the distilled stage alone).
+    for a run of the distilled stage alone). An existing checkpoint is only
+    replaced by a fresh training with overwrite=True (``--overwrite``);
+    resume=True continues it instead.
     """
+    if checkpoint_every < 1 or eval_every < 1:
+        raise ValueError(f"checkpoint_every ({checkpoint_every}) and eval_every ({eval_every}) must be >= 1")
     meta = dict(meta or {})
     path = checkpoint_path(out, cfg)
     try:
+        if not reuse_only:
+            refuse_overwrite([path], resume=resume, overwrite=overwrite)
         trainer = Trainer(cfg, xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                           soft_logits=soft_logits, fast=fast)
         if reuse_only or (resume and path.exists()):
@@ -119,6 +172,8 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
         bar = tqdm(total=cfg.epochs, initial=trainer.start_epoch, desc=f"{cfg.name} (seed {cfg.seed})",
                    unit="ep", dynamic_ncols=True, file=sys.stderr)
 
+    saved = {"epochs": trainer.start_epoch if trainer.start_epoch else None}  # what `path` holds of this run
+
     def on_epoch(log):
         if bar is not None:
             bar.update(1)
@@ -126,12 +181,18 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
                             s_per_ep=f"{log.sec:.2f}")
         if (log.epoch + 1) % checkpoint_every == 0 or log.epoch + 1 == cfg.epochs:
             save_checkpoint(path, trainer, meta)
+            saved["epochs"] = trainer.start_epoch
 
     t0 = time.time()
     try:
         trainer.fit(on_epoch=on_epoch, eval_every=eval_every)
     except DivergenceError as exc:
-        raise StageRunError(f"{exc}. The last good checkpoint is {path}.")
+        if saved["epochs"] and path.exists():
+            where = f"The last good checkpoint is {path} (epoch {saved['epochs']} of {cfg.epochs})."
+        else:
+            where = (f"No checkpoint of this {cfg.name} was written (the first is due after epoch "
+                     f"{checkpoint_every}).")
+        raise StageRunError(f"{str(exc).rstrip('.')}. {where}")
     finally:
         if bar is not None:
             bar.close()

@@ -51,11 +51,13 @@ import numpy as np
 from ..data import to_float
 from ..engine.backend import to_host
 from ..train import count_test_errors, teacher_soft_targets
-from .args import add_common_args, fail, load_data_or_exit, pick_backend_or_exit
+from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, check_float_list,
+                   check_int_list, check_loss_weights, fail, guarded_run, load_data_or_exit,
+                   pick_backend_or_exit)
 from .checkpoints import CheckpointError, atomic_write_text, load_teacher
 from .profiles import distill_config as _distill_config, profile_configs
 from .results import environment_info, save_figure, write_json
-from .stage import StageRunError, run_stage, training_subset
+from .stage import StageRunError, run_meta, run_stage, training_subset
 from .sweep import (DASK_HINT, Cell, DaskMissing, SchedulerError, array_fingerprint, check_high_width_claim,
                     check_low_width_claim, parse_list, run_cell, run_grid, start_client, summarize_cells)
 
@@ -73,26 +75,26 @@ def parse_args(argv=None):
                         "epochs per student, widths 30,300,800, 3 seeds")
     p.add_argument("--temperatures", default=None, help="comma-separated T values (default 1,2,3,4,6,8,12,20,30)")
     p.add_argument("--widths", default=None, help="hidden units per layer, comma-separated (default: profile's)")
-    p.add_argument("--seeds", type=int, default=None,
+    p.add_argument("--seeds", type=POSITIVE_INT, default=None,
                    help="students per (T, width): seeds --seed, --seed+1, ... (default: profile's, 2 / 3)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per student (default: 40 / 3,000)")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="epochs per student (default: 40 / 3,000)")
     p.add_argument("--teacher", default=None, metavar="PATH",
                    help="teacher checkpoint, e.g. runs/reproduce/teacher.npz (default: train one and save it "
                         "as OUT/teacher.npz)")
-    p.add_argument("--teacher-epochs", type=int, default=None,
+    p.add_argument("--teacher-epochs", type=POSITIVE_INT, default=None,
                    help="epochs of a teacher trained here (default: the profile's, 150 / 3,000)")
-    p.add_argument("--teacher-width", type=int, default=1200,
+    p.add_argument("--teacher-width", type=POSITIVE_INT, default=1200,
                    help="hidden units per layer of a teacher trained here (default 1200)")
-    p.add_argument("--hard-weight", type=float, default=None,
+    p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
                    help="weight of the hard-label term (default: the profile's, 1)")
-    p.add_argument("--soft-weight", type=float, default=1.0, help="weight of the T^2-scaled soft term")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate eps_0 (default: the profile's)")
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0, help="weight of the T^2-scaled soft term")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None, help="initial learning rate eps_0 (default: the profile's)")
+    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
                    help="use only the first N training images (smoke runs)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: start a "
                         "LocalCluster here)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=POSITIVE_INT, default=None,
                    help="LocalCluster workers, one thread each (default: the number of CPU cores)")
     p.add_argument("--no-processes", action="store_true",
                    help="LocalCluster workers as threads inside this process (light; for tests and tiny grids)")
@@ -105,14 +107,9 @@ def parse_args(argv=None):
     except ValueError as exc:
         p.error(str(exc))
     args.seeds = seeds if args.seeds is None else args.seeds
-    if any(t <= 0 for t in args.temperatures):
-        p.error(f"--temperatures must all be > 0, got {args.temperatures}")
-    if any(w < 1 for w in args.widths):
-        p.error(f"--widths must all be >= 1, got {args.widths}")
-    for flag in ("seeds", "epochs", "teacher_epochs", "teacher_width", "workers"):
-        v = getattr(args, flag)
-        if v is not None and v < 1:
-            p.error(f"--{flag.replace('_', '-')} must be at least 1, got {v}")
+    check_float_list(p, "--temperatures", args.temperatures, low=0.0)
+    check_int_list(p, "--widths", args.widths, low=1)
+    check_loss_weights(p, args.hard_weight, args.soft_weight)
     return args
 
 
@@ -224,6 +221,12 @@ def main(argv=None):
         fail(DASK_HINT)
     xp = pick_backend_or_exit(args.backend)
     dataset = load_data_or_exit(args)
+    with guarded_run(args.out, how_to_continue="rerun the same command to continue (finished cells in "
+                                               "--out/cells are skipped)"):
+        return _run(args, argv, xp, dataset)
+
+
+def _run(args, argv, xp, dataset):
     out = Path(args.out)
     t_start = time.time()
 
@@ -252,7 +255,7 @@ def main(argv=None):
             every = 10 if args.profile == "quick" else 50
             arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
                       "eval_name": "test", "n_train": len(y_tr), "n_eval": len(dataset.y_test)}
-            meta = {"dataset": dataset.name, "train_size": args.train_size, "validation": False}
+            meta = run_meta(dataset, train_size=args.train_size, validation=False)
             trainer, entry = run_stage(cfgs["teacher"], arrays, xp, out=out, meta=meta, resume=True,
                                        fast=not args.no_fast, checkpoint_every=every, eval_every=every)
             teacher = trainer.model
