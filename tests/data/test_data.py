@@ -203,19 +203,20 @@ def test_read_idx_missing_file(tmp_path):
 
 
 # --------------------------------------------------------------------------- idx datasets
-def small_idx(n_train=12, n_test=5, hw=(6, 5), n_classes=13, seed=0):
+def small_idx(n_train=12, n_test=5, hw=(6, 5), n_classes=12, seed=0):
+    """Every class 0..n_classes-1 occurs in the training labels (n_train >= n_classes)."""
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (n_train, *hw)), rng.integers(0, n_classes, n_train),
+    return (rng.integers(0, 256, (n_train, *hw)), rng.permutation(np.arange(n_train) % n_classes),
             rng.integers(0, 256, (n_test, *hw)), rng.integers(0, n_classes, n_test))
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_dataset_any_size_and_classes(tmp_path, gz):
-    xtr, ytr, xte, yte = small_idx()
-    ytr[0] = 12  # the largest label decides n_classes
+    xtr, ytr, xte, yte = small_idx(n_classes=12)
     folder = write_idx_folder(tmp_path / "fashion", xtr, ytr, xte, yte, gz=gz)
     ds = load_dataset("idx", data_dir=folder)
-    assert (ds.name, ds.n_classes, ds.image_shape, ds.n_features) == ("idx", 13, (6, 5), 30)
+    # the largest label decides n_classes (every class occurs: tests/data/test_labels.py)
+    assert (ds.name, ds.n_classes, ds.image_shape, ds.n_features) == ("idx", 12, (6, 5), 30)
     assert ds.source == str(folder)
     np.testing.assert_array_equal(ds.x_train, xtr)
     np.testing.assert_array_equal(ds.y_test, yte)

@@ -29,25 +29,39 @@ def run_cli(*args, check=True, timeout=240):
     return proc
 
 
+# Bounds that a broken model cannot meet: chance on the 360 digits test images
+# is about 324 errors. Measured with this command (paper profile, 10 epochs):
+# teacher 129, students 35 / 47, distilled 55 / 40.
+DIGITS_BOUNDS = {"teacher": 250, "student": 150, "distilled": 150}
+
+
 def test_digits_pipeline_end_to_end(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli(*DIGITS, "--epochs", "3", "--seeds", "2", "--out", str(out))
-    assert "distilled student" in proc.stdout and "paper" in proc.stdout
+    proc = run_cli(*DIGITS, "--profile", "paper", "--epochs", "10", "--seeds", "2", "--out", str(out))
+    assert "distilled student" in proc.stdout
     res = json.loads((out / "results.json").read_text())
     assert set(res["models"]) == {"teacher", "student", "distilled"}
     for key, m in res["models"].items():
-        assert isinstance(m["test_errors"], int) and 0 <= m["test_errors"] <= 360
-        assert m["epochs"] == 3 and m["train_size"] == 1437
+        for errors in m.get("test_errors_all_seeds", [m["test_errors"]]):
+            assert isinstance(errors, int) and errors < DIGITS_BOUNDS[key], (key, errors)
+        assert m["n_eval"] == 360
+        assert m["epochs"] == 10 and m["train_size"] == 1437
         assert isinstance(m["sec_per_epoch"], float) and m["sec_per_epoch"] > 0
-        assert len(m["history"]) == 3
+        assert len(m["history"]) == 10
     assert len(res["models"]["student"]["test_errors_all_seeds"]) == 2
     assert res["config"]["stages"]["teacher"]["jitter"] == 1  # 8x8 digits: +-1 pixel
     assert res["environment"]["backend"] == "numpy"
     for name in ("teacher.npz", "student_seed0.npz", "student_seed1.npz", "distilled_seed0.npz",
                  "learning_curves.png"):
         assert (out / name).stat().st_size > 0
-    # distill alone reuses the saved teacher and keeps the other rows of the table
-    proc = run_cli(*DIGITS, "--epochs", "3", "--stages", "distilled", "--out", str(out))
+    # distill alone reuses the saved teacher and keeps the other rows of the table; its own
+    # finished checkpoint is replaced only with --overwrite
+    again = [*DIGITS, "--profile", "paper", "--epochs", "10", "--stages", "distilled", "--out", str(out)]
+    before = (out / "distilled_seed0.npz").read_bytes()
+    proc = run_cli(*again, check=False)
+    assert proc.returncode == 1 and "already holds a finished distilled" in proc.stderr
+    assert (out / "distilled_seed0.npz").read_bytes() == before
+    proc = run_cli(*again, "--overwrite")
     res2 = json.loads((out / "results.json").read_text())
     assert res2["models"]["teacher"]["test_errors"] == res["models"]["teacher"]["test_errors"]
     assert res2["models"]["distilled"]["test_errors"] == res["models"]["distilled"]["test_errors"]
@@ -61,18 +75,18 @@ def test_distill_without_saved_teacher_is_refused(tmp_path):
 
 def test_mnist_subset_smoke(tmp_path, mnist_dir):
     out = tmp_path / "m"
-    run_cli("--backend", "numpy", "--data-dir", str(mnist_dir), "--train-size", "2000", "--epochs", "2",
-            "--out", str(out))
+    run_cli("--backend", "numpy", "--data-dir", str(mnist_dir), "--train-size", "2000", "--profile", "paper",
+            "--epochs", "4", "--out", str(out))
     res = json.loads((out / "results.json").read_text())
     assert res["models"]["teacher"]["train_size"] == 2000
     assert res["config"]["stages"]["teacher"]["sizes"] == [784, 1200, 1200, 10]
     assert res["config"]["stages"]["student"]["sizes"] == [784, 800, 800, 10]
     assert res["config"]["stages"]["distilled"]["temperature"] == 20.0
-    # two epochs on 2,000 images: the teacher and student beat chance (9,000 errors);
-    # the distilled student copies a barely-trained teacher, so only its range is checked
-    assert res["models"]["teacher"]["test_errors"] < 9000
-    assert res["models"]["student"]["test_errors"] < 9000
-    assert 0 <= res["models"]["distilled"]["test_errors"] <= 10000
+    # four epochs on 2,000 images; chance is about 9,000 test errors. Measured:
+    # teacher 2423, student 1228, distilled 2381 -- a model that learned nothing
+    # (or a distilled student fed misaligned targets) cannot get under 4,000.
+    for key in ("teacher", "student", "distilled"):
+        assert res["models"][key]["test_errors"] < 4000, (key, res["models"][key]["test_errors"])
 
 
 def _params(path):
@@ -82,7 +96,7 @@ def _params(path):
 
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
     """Kill -9 a real run mid-stage, resume it: same errors and weights as a run never stopped."""
-    args = [*DIGITS, "--stages", "teacher", "--epochs", "12"]
+    args = [*DIGITS, "--stages", "teacher", "--profile", "paper", "--epochs", "12", "--checkpoint-every", "1"]
     run_cli(*args, "--out", str(tmp_path / "full"))
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(SCRIPT), *args, "--out", str(killed)],

@@ -1,0 +1,120 @@
+"""Every numeric flag of every command is range-checked at parse time: exit 2,
+and a message naming the flag, the value and the allowed range (issue 19)."""
+import argparse
+
+import pytest
+
+from minikd.experiments import args as common
+from minikd.experiments import agreement, bench, mythical_digit, reproduce, temperature_sweep
+
+COMMANDS = {"reproduce": reproduce, "bench": bench, "mythical_digit": mythical_digit,
+            "temperature_sweep": temperature_sweep}
+
+BAD = {
+    "reproduce": [
+        ("--seed", "-1"), ("--epochs", "0"), ("--train-size", "0"), ("--seeds", "0"),
+        ("--temperature", "0"), ("--temperature", "-3"), ("--temperature", "nan"), ("--temperature", "inf"),
+        ("--hard-weight", "-1"), ("--hard-weight", "nan"), ("--soft-weight", "-1"), ("--soft-weight", "inf"),
+        ("--lr", "-1"), ("--lr", "0"), ("--lr", "nan"), ("--lr", "abc"),
+        ("--lr-decay", "-1"), ("--lr-decay", "0"), ("--lr-decay", "1.5"), ("--lr-decay", "nan"),
+        ("--lr-warmup", "-5"), ("--lr-warmup", "1.5"),
+        ("--max-norm", "0"), ("--max-norm", "-1"), ("--max-norm", "nan"),
+        ("--checkpoint-every", "0"), ("--eval-every", "0"), ("--eval-every", "-2"),
+    ],
+    "bench": [("--seed", "-1"), ("--train-size", "0"), ("--reps", "0"), ("--warmup", "-1"),
+              ("--settle", "-1"), ("--settle", "nan")],
+    "mythical_digit": [
+        ("--seed", "-2"), ("--teacher-epochs", "0"), ("--teacher-width", "0"), ("--width", "0"),
+        ("--epochs", "0"), ("--seeds", "0"), ("--lr", "0"), ("--lr", "nan"), ("--temperature", "0"),
+        ("--temperature", "nan"), ("--hard-weight", "-1"), ("--soft-weight", "-1"), ("--train-size", "0"),
+    ],
+    "temperature_sweep": [
+        ("--seed", "-1"), ("--seeds", "0"), ("--epochs", "0"), ("--teacher-epochs", "0"),
+        ("--teacher-width", "0"), ("--hard-weight", "-1"), ("--soft-weight", "nan"), ("--lr", "-1"),
+        ("--train-size", "0"), ("--workers", "0"), ("--temperatures", "1,nan"), ("--temperatures", "0,2"),
+        ("--temperatures", "-2"), ("--temperatures", "inf"), ("--widths", "0,30"),
+    ],
+}
+CASES = [(cmd, flag, value) for cmd, cases in BAD.items() for flag, value in cases]
+
+
+def refusal(module, argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        module.parse_args(argv)
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd,flag,value", CASES, ids=[f"{c}{f}={v}" for c, f, v in CASES])
+def test_out_of_range_value_is_refused_naming_flag_value_and_range(cmd, flag, value, capsys):
+    code, err = refusal(COMMANDS[cmd], [flag, value], capsys)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    shown = {"1,nan": "nan", "0,2": "0", "0,30": "0"}.get(value, value)  # a list names its bad items
+    assert flag in line and shown in line
+    assert "must be" in line or "give" in line   # the allowed range is stated
+
+
+@pytest.mark.parametrize("cmd", ["reproduce", "mythical_digit", "temperature_sweep"])
+def test_both_loss_weights_zero_is_refused(cmd, capsys):
+    code, err = refusal(COMMANDS[cmd], ["--hard-weight", "0", "--soft-weight", "0"], capsys)
+    assert code == 2 and "--hard-weight 0" in err and "--soft-weight 0" in err
+
+
+def test_resume_and_overwrite_together_are_refused(capsys):
+    code, err = refusal(reproduce, ["--resume", "--overwrite"], capsys)
+    assert code == 2 and "--resume" in err and "--overwrite" in err
+
+
+def test_every_zero_is_refused_not_replaced_by_the_default(capsys):
+    for flag in ("--checkpoint-every", "--eval-every"):
+        code, _ = refusal(reproduce, [flag, "0"], capsys)
+        assert code == 2
+    args = reproduce.parse_args(["--checkpoint-every", "3", "--eval-every", "1"])
+    assert (args.checkpoint_every, args.eval_every) == (3, 1)
+
+
+def test_edge_values_inside_the_range_are_accepted():
+    args = reproduce.parse_args(["--lr-decay", "1", "--lr-warmup", "0", "--hard-weight", "0", "--seed", "0",
+                                 "--lr", "1e-4", "--max-norm", "0.5"])
+    assert (args.lr_decay, args.lr_warmup, args.hard_weight, args.lr, args.max_norm) == (1.0, 0, 0.0, 1e-4, 0.5)
+    # the hard term alone is a valid distillation loss; a student run needs no soft weight at all
+    assert reproduce.parse_args(["--soft-weight", "0"]).soft_weight == 0.0
+    assert reproduce.parse_args(["--stages", "teacher", "--hard-weight", "0", "--soft-weight", "0"])
+    sweep = temperature_sweep.parse_args(["--temperatures", "2.5,20", "--widths", "30"])
+    assert sweep.temperatures == [2.5, 20.0] and sweep.widths == [30]
+    assert bench.parse_args(["--warmup", "0", "--settle", "0"]).warmup == 0
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("module", [reproduce, bench, mythical_digit, temperature_sweep, agreement],
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_no_numeric_flag_is_left_unchecked(module, monkeypatch):
+    """Every flag of type int or float goes through args.number: a new flag
+    added with a bare type=float fails here."""
+    parsers = []
+
+    def capture(self, *a, **k):
+        parsers.append(self)
+        raise _Captured
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(_Captured):
+        (module.main if module is agreement else module.parse_args)([])
+    numeric = [a for a in parsers[0]._actions if a.type is not None and a.type not in (str,)]
+    bare = [a.option_strings for a in numeric if not hasattr(a.type, "allowed")]
+    assert not bare, f"unchecked numeric flags: {bare}"
+    if module is not agreement:
+        assert numeric  # every experiment has numeric flags, and they were found
+
+
+def test_number_helper_states_the_range():
+    parse = common.number(float, low=0, high=1, low_open=True)
+    assert parse("0.5") == 0.5 and parse("1") == 1.0
+    for bad in ("0", "1.01", "nan", "-inf"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"must be a finite number > 0 and <= 1"):
+            parse(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
+        common.POSITIVE_INT("2.5")
