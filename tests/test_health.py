@@ -108,3 +108,22 @@ def test_bound_rows_keeps_directions_and_bounds_lengths():
     d = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]], np.float32)
     bound_rows_(d, 1.0)
     np.testing.assert_allclose(d, [[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]], rtol=1e-6)
+
+
+def test_a_distillation_that_dies_today_now_trains(digits):
+    """The death at small scale: a confident teacher (logits of range ~60, as a teacher trained
+    longer or on other data gives) and no warm-up. Unbounded, the soft term's T^2-scaled gradient
+    (up to T sqrt(2) per row) explodes the student in its first epoch -- the stage stops and says
+    so; with the profile's bounded rows the same student trains."""
+    from minikd.experiments.profiles import DISTILL_GRAD_BOUND, profile_configs
+    x, y, xt, yt = digits
+    rng = np.random.default_rng(0)
+    soft = (np.eye(10, dtype=np.float32)[y] * 30 + rng.standard_normal((len(y), 10)).astype(np.float32) * 7.5)
+    c = profile_configs("quick", n_features=64, n_classes=10, image_shape=(8, 8), epochs=20)["distilled"]
+    assert c.grad_bound == DISTILL_GRAD_BOUND == 1.0
+    unbounded = Trainer(replace(c, lr_warmup=0, grad_bound=None), np, *digits, soft_logits=soft, fast=True)
+    with pytest.raises(DivergenceError, match="at epoch 1 the training loss is .* the weights are exploding"):
+        unbounded.fit()
+    bounded = Trainer(replace(c, lr_warmup=0), np, *digits, soft_logits=soft, fast=True)
+    bounded.fit(eval_every=20)
+    assert bounded.history[-1].test_errors < 120      # of 360; chance is ~324
