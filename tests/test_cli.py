@@ -21,7 +21,8 @@ def test_minikd_help_lists_every_subcommand():
     assert proc.returncode == 0, proc.stderr
     for name in ("reproduce", "bench", "mythical-digit", "sweep", "agreement", "gradcheck"):
         assert f"  {name} " in proc.stdout
-    assert set(COMMANDS) == {"reproduce", "bench", "mythical-digit", "sweep", "agreement", "gradcheck"}
+    assert set(COMMANDS) == {"reproduce", "bench", "mythical-digit", "sweep", "agreement", "gradcheck",
+                             "stability", "make-variants"}
 
 
 def test_console_script_is_installed():
