@@ -84,7 +84,7 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
     # fits; at full rate in the first epochs that kills the student's ReLUs. Each row's logit
     # gradient is bounded by DISTILL_GRAD_BOUND, so no teacher can make the step larger than a
     # hard label's; the 7-epoch linear warm-up (epoch 0 at eps_0 / 8), chosen on MNIST's
-    # validation split, is kept for accuracy (docs/choices.md, "A bounded distillation step").
+    # validation split, is kept for accuracy (docs/stability.md).
     distill_warmup = 7
     if lr_warmup is not None:
         student = replace(student, lr_warmup=int(lr_warmup))
