@@ -158,8 +158,10 @@ def _header_problem(header):
 
 
 def data_fingerprint(dataset):
-    """What a checkpoint records about the data it was trained on (``Dataset.fingerprint``)."""
-    return dataset.fingerprint()
+    """What a checkpoint records about the data it was trained on (``Dataset.fingerprint``);
+    None for a stand-in without one (nothing to compare)."""
+    fingerprint = getattr(dataset, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else None
 
 
 def _describe(data):
