@@ -127,3 +127,14 @@ def test_a_distillation_that_dies_today_now_trains(digits):
     bounded = Trainer(replace(c, lr_warmup=0), np, *digits, soft_logits=soft, fast=True)
     bounded.fit(eval_every=20)
     assert bounded.history[-1].test_errors < 120      # of 360; chance is ~324
+
+
+def test_the_grad_bound_flag():
+    """reproduce.py --grad-bound: the profile's bound by default, a number, or none (the paper's gradient)."""
+    from minikd.experiments.reproduce import parse_args
+    assert parse_args([]).grad_bound is None                       # keep the profile's
+    assert parse_args(["--grad-bound", "none"]).grad_bound == "none"
+    assert parse_args(["--grad-bound", "2.5"]).grad_bound == 2.5
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit):
+            parse_args(["--grad-bound", bad])

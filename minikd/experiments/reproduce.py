@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -27,6 +28,15 @@ from .results import PAPER_TABLE, SEED_REPRO_TABLE, environment_info, save_figur
 from .stage import (STAGE_ALIASES, STAGES, StageRunError, checkpoint_path, prepare_arrays, refuse_overwrite,
                     run_meta, run_stage)
 
+
+
+def BOUND_OR_NONE(text):
+    """--grad-bound: a finite number > 0, or "none"."""
+    return "none" if text.strip().lower() == "none" else POSITIVE_FLOAT(text)
+
+
+BOUND_OR_NONE.__name__ = "bound"  # what argparse names in its error
+BOUND_OR_NONE.allowed = f"{POSITIVE_FLOAT.allowed}, or none"
 
 
 def parse_args(argv=None):
@@ -59,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--lr-warmup", type=NON_NEGATIVE_INT, default=None,
                    help="epochs of linear learning-rate warm-up for the student and the distilled student "
                         "(default: profile's)")
+    p.add_argument("--grad-bound", type=BOUND_OR_NONE, default=None,
+                   help="the distilled stage's bound on each row's logit gradient (default: the profile's, 1: "
+                        "docs/stability.md), or 'none' for the paper's unbounded gradient")
     p.add_argument("--max-norm", type=POSITIVE_FLOAT, default=15.0,
                    help="the teacher's max-norm limit as the paper states it (default 15)")
     p.add_argument("--max-norm-on", choices=("squared", "length"), default="squared",
@@ -198,6 +211,9 @@ def _run(args, argv, xp, dataset):
                            max_norm=args.max_norm,
                            max_norm_on=args.max_norm_on,
                            jitter=2 if dataset.image_shape[0] >= 16 else 1)
+    if args.grad_bound is not None:
+        cfgs["distilled"] = replace(cfgs["distilled"], grad_bound=None if args.grad_bound == "none"
+                                    else args.grad_bound)
     every = 1 if args.profile == "quick" else 10
     meta = run_meta(dataset, train_size=args.train_size, validation=args.validation, profile=args.profile)
     run_kw = dict(out=out, resume=args.resume, meta=meta, fast=not args.no_fast, overwrite=args.overwrite,

@@ -177,8 +177,13 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
     def on_epoch(log):
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{log.loss:.4f}", errors=log.test_errors if log.test_errors >= 0 else "-",
-                            s_per_ep=f"{log.sec:.2f}")
+            shown = {"loss": f"{log.loss:.4f}"}
+            if log.soft_kl is not None:  # distilling: the loss in parts (hard CE, soft_weight T^2 KL(q || p))
+                shown["hard"] = "-" if log.hard_loss is None else f"{log.hard_loss:.4f}"
+                shown["T2KL"] = f"{log.soft_kl:.4f}"
+            shown["errors"] = log.test_errors if log.test_errors >= 0 else "-"
+            shown["s_per_ep"] = f"{log.sec:.2f}"
+            bar.set_postfix(shown)  # a dict keeps this order (keyword arguments would be sorted)
         if (log.epoch + 1) % checkpoint_every == 0 or log.epoch + 1 == cfg.epochs:
             save_checkpoint(path, trainer, meta)
             saved["epochs"] = trainer.start_epoch
