@@ -21,6 +21,7 @@ COMMANDS = {
     "sweep": ("minikd.experiments.temperature_sweep", "distilled errors over temperatures x widths (Dask)"),
     "agreement": ("minikd.experiments.agreement", "how closely saved students copy their teacher"),
     "gradcheck": ("minikd.gradcheck", "every layer and loss against central differences, as a table"),
+    "figures": ("minikd.experiments.figures", "the tutorial's figures, drawn from the engine's own outputs"),
     "stability": ("minikd.experiments.stability", "why a distilled student dies: gradients at init, first epochs"),
     "make-variants": ("minikd.experiments.variants", "write MNIST variants (inverted, rotated, ...) as IDX folders"),
 }

@@ -22,7 +22,7 @@ def test_minikd_help_lists_every_subcommand():
     for name in ("reproduce", "bench", "mythical-digit", "sweep", "agreement", "gradcheck"):
         assert f"  {name} " in proc.stdout
     assert set(COMMANDS) == {"reproduce", "bench", "mythical-digit", "sweep", "agreement", "gradcheck",
-                             "stability", "make-variants"}
+                             "stability", "make-variants", "figures"}
 
 
 def test_console_script_is_installed():

@@ -20,7 +20,7 @@ included -- is rescaled to Euclidean length c if it is longer:
     W[:, j] <- W[:, j] * min(1, c / ||W[:, j]||_2)
 
 The bound is on the length, not the squared length; the paper's "15" read as
-a squared length is c = sqrt(15) (see README for the choice).
+a squared length is c = sqrt(15) (docs/choices.md gives the evidence).
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
         raise ValueError(f"--max-norm-on must be 'squared' or 'length', got {max_norm_on!r}")
     limit = float(np.sqrt(max_norm)) if max_norm_on == "squared" else float(max_norm)
     base = dict(batch_size=100, momentum_start=0.5, momentum_end=0.99, rule="hinton2012")
-    # eps_0 was chosen on the validation split (README, "Choices"): 1 for every
+    # eps_0 was chosen on the validation split (docs/choices.md): 1 for every
     # stage, except the quick profile's teacher, whose 150 epochs do better at 0.7.
     lrs = {"teacher": 1.0, "student": 1.0, "distilled": 1.0}
     if profile == "quick":
@@ -48,7 +48,7 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
         e = {"teacher": 3000, "student": 3000, "distilled": 3000}
     else:
         # Epochs fit one seed of all three stages into about half an hour on a
-        # 2-core CPU; chosen on the validation split (README, "Choices").
+        # 2-core CPU; chosen on the validation split (docs/choices.md).
         e = {"teacher": 150, "student": 70, "distilled": 70}
     # The distillation hard weight, chosen at the quick budget and used by both profiles.
     hw = 1.0 if hard_weight is None else hard_weight

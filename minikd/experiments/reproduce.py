@@ -57,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=POSITIVE_FLOAT, default=20.0, help="distillation temperature T (default 20)")
     p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
                    help="weight of the hard-label cross-entropy in distillation (default: the profile's, "
-                        "1.0 for quick and paper, chosen on the validation split: README, Choices)")
+                        "1.0 for quick and paper, chosen on the validation split: docs/choices.md)")
     p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0,
                    help="weight of the T^2-scaled soft cross-entropy (default 1)")
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
