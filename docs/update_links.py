@@ -34,7 +34,7 @@ SPEC = {
     "bound_rows": ("minikd/train.py", "def bound_rows_", "return d"),
     "bound_call": ("minikd/train.py", "if cfg.grad_bound is not None:", "bound_rows_(dlogits"),
     "loss_parts": ("minikd/train.py", "def loss_parts", "return xp.stack([hard"),
-    "gradcheck_rows": ("minikd/gradcheck.py", "for scale, eps in", "out.append((what,"),
+    "gradcheck_rows": ("minikd/gradcheck.py", "for scale in (3.0, 1e3):", "out.append((what,"),
     "profiles_hw": ("minikd/experiments/profiles.py", "hw = 1.0 if hard_weight is None", "hw = 1.0 if hard_weight is None"),
     "soft_gradient_norms": ("minikd/experiments/figures.py", "def soft_gradient_norms", "return {\"temperatures\""),
 }
