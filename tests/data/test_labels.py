@@ -8,13 +8,14 @@ from minikd.data import DataError, load_dataset
 from minikd.data.datasets import check_class_labels, label_summary
 from minikd.data.mnist import MNIST_FILES
 from minikd.experiments import reproduce
+from minikd.experiments.variants import idx_bytes
 
 
 def write_idx(folder, x_train, y_train, x_test, y_test):
+    """The four files, raw IDX under MNIST's names (variants.idx_bytes encodes them)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test)):
-        head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-        (folder / name).write_bytes(head + np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
+        (folder / name).write_bytes(idx_bytes(arr))
     return folder
 
 
