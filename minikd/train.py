@@ -317,6 +317,8 @@ class Trainer:
         self.start_epoch = 0
         self.history: list[EpochLog] = []
         self.health = HealthCheck(cfg, x_train, y_train, soft_logits=soft_logits)
+        if soft_logits is not None:  # for the log's KL part: the teacher's side, once, not per step
+            self._log_q = log_softmax(soft_logits, cfg.temperature).astype(x_train.dtype, copy=False)
         self.step_impl = fast_path.training_step(self.model, self.optimizer, xp) if fast else None
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
@@ -330,18 +332,18 @@ class Trainer:
         loss, dlogits = distillation_loss(logits, self.soft_logits[idx], labels, temperature=cfg.temperature,
                                           hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
                                           check=False)
-        self._parts_sum += self.loss_parts(logits, self.soft_logits[idx], labels)
+        self._parts_sum += self.loss_parts(logits, self._log_q[idx], labels)
         if cfg.grad_bound is not None:
             bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
         return loss, dlogits
 
-    def loss_parts(self, logits, teacher_logits, labels):
+    def loss_parts(self, logits, log_q, labels):
         """(hard cross-entropy, soft_weight T^2 KL(q || p)) of a batch, as a (2,) device array:
-        what the log shows of the distillation loss (training uses the total and its gradient)."""
+        what the log shows of the distillation loss (training uses the total and its gradient).
+        ``log_q``: the batch's rows of log softmax(v / T), computed once per run."""
         xp, t = self.xp, self.cfg.temperature
         hard = (-log_softmax(logits)[xp.arange(logits.shape[0]), labels].mean() if labels is not None
                 else xp.zeros((), dtype=logits.dtype))
-        log_q = log_softmax(teacher_logits, t).astype(logits.dtype, copy=False)
         kl = (xp.exp(log_q) * (log_q - log_softmax(logits, t))).sum(axis=1).mean()
         return xp.stack([hard, (self.cfg.soft_weight * t * t) * kl])
 
