@@ -173,7 +173,7 @@ class HealthCheck:
     STALL = 1e-3
     FEW_ALIVE = 0.05
 
-    def __init__(self, cfg, x_train, y_train, *, soft_logits=None):
+    def __init__(self, cfg, x_train, y_train, *, log_q=None):
         xp = get_xp(x_train)
         c = cfg.sizes[-1]
         self.name, self.n_classes = cfg.name, c
@@ -182,12 +182,11 @@ class HealthCheck:
         self.classes = xp.arange(c)
         shares = to_host(self._counts(self.y)) / max(n, 1)   # once, at the start
         self.label_share = float(shares.max()) if n else 1.0
-        distilling = soft_logits is not None
+        distilling = log_q is not None   # log softmax(v / T) of the transfer set, (N, C)
         weight = (cfg.hard_weight + cfg.soft_weight * cfg.temperature ** 2) if distilling else 1.0
         self.initial_loss = weight * math.log(c)
         self.floor = 0.0
-        if distilling and soft_logits.shape[0]:
-            log_q = log_softmax(soft_logits, cfg.temperature)
+        if distilling and log_q.shape[0]:
             entropy = -(xp.exp(log_q) * log_q).sum(axis=1).mean()
             self.floor = cfg.soft_weight * cfg.temperature ** 2 * float(to_host(entropy))   # once, at the start
         self.excess = []  # loss - floor, one per epoch checked
@@ -316,9 +315,10 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.start_epoch = 0
         self.history: list[EpochLog] = []
-        self.health = HealthCheck(cfg, x_train, y_train, soft_logits=soft_logits)
-        if soft_logits is not None:  # for the log's KL part: the teacher's side, once, not per step
+        self._log_q = None  # the teacher's log softmax(v / T), once, for the log's KL part and the floor
+        if soft_logits is not None:
             self._log_q = log_softmax(soft_logits, cfg.temperature).astype(x_train.dtype, copy=False)
+        self.health = HealthCheck(cfg, x_train, y_train, log_q=self._log_q)
         self.step_impl = fast_path.training_step(self.model, self.optimizer, xp) if fast else None
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
