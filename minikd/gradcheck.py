@@ -1,16 +1,22 @@
 """``python -m minikd.gradcheck``: every layer and loss of the engine against
 central differences, printed as a table.
 
-Each row reduces a function's output to a scalar with a fixed random
-projection (never a plain sum: see engine/gradcheck.py), computes the hand-written
-gradient, estimates every coordinate by central differences in float64 and
-prints the largest relative error with the tolerance. The exit status is 1 if
-any row fails, so the command doubles as a self-test of an installation.
+Every row is measured by the engine's own checker (minikd/engine/gradcheck.py:
+``layer_errors`` for a layer, its output reduced with a fixed random
+projection; ``loss_error`` for a loss), which estimates every coordinate by
+central differences in float64. The table prints the largest relative error
+with the step h and the tolerance. The exit status is 1 if any row fails, so
+the command doubles as a self-test of an installation.
 
-The distillation rows use a wider step h = 1e-4: their loss is large (T^2 ln C
-~ 900 at T = 20, ~1e3 at logits near +-1e3), and its float64 rounding (~1e-13)
-divided by 2h must stay well under the tolerance times the gradient (~0.1); at
-h = 1e-6 that margin is only ~2x. The truncation error O(h^2) is ~1e-8.
+The distillation rows use h = 1e-4, the layers and the cross-entropy 1e-6.
+Why: the central difference is off by a rounding error of about
+u |L| / h (u = 2.2e-16, float64's machine epsilon), and the distillation loss is large next to its
+gradient (|L| up to 4e4 at logits near +-1e3 and T = 20, where its largest
+gradient entry is about 3). At h = 1e-6 that rounding error reaches the
+tolerance (1e-6 relative); at h = 1e-4 it is ~1e-8 while the truncation error
+O(h^2) stays under 1e-8. ``--sweep-h`` prints the measurement behind this:
+each loss's size, its gradient's size, the rounding estimate and the error
+at h from 1e-8 to 1e-2.
 """
 from __future__ import annotations
 
@@ -21,39 +27,39 @@ import time
 import numpy as np
 
 from .engine.backend import make_rng
-from .engine.gradcheck import numerical_gradient, relative_error
+from .engine.gradcheck import layer_errors, loss_error
 from .engine.layers import Dense, Dropout, ReLU, mlp
 from .engine.losses import cross_entropy, distillation_loss
 
 TOLERANCE = 1e-6
+LAYER_H = 1e-6
+LOSS_H = 1e-6
+DISTILLATION_H = 1e-4
+SWEEP_H = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+MACHINE_EPS = float(np.finfo(np.float64).eps)   # 2.2e-16
 
 
-def _layer_errors(layer, x, rng, forward_kwargs=None):
-    """{name: relative error} of dL/dx and every dL/dparam of ``layer`` at x."""
-    kw = dict(forward_kwargs or {})
-    y = layer.forward(x, train=True, **kw)
-    R = rng.standard_normal(y.shape)
-    analytic = {"x": layer.backward(R)}
-    arrays = {"x": x}
-    subs = getattr(layer, "layers", [layer])
-    for i, sub in enumerate(subs):
-        for name, w in sub.params.items():
-            key = f"{i}.{name}" if len(subs) > 1 else name
-            analytic[key] = sub.grads[name].copy()
-            arrays[key] = w
-    if "freeze_mask" in kw:
-        kw["freeze_mask"] = True  # the numerical derivative sees the mask the analytic one used
+def distillation_cases(rng, n=6, c=5):
+    """[(what, size, loss_fn, z)]: the distillation loss at T = 1, 2, 5, 20, with and
+    without labels, at logits of size ~3 and ~1e3 (student and teacher far apart)."""
+    labels = rng.integers(0, c, size=n)
+    cases = []
+    for scale in (3.0, 1e3):
+        for T in (1.0, 2.0, 5.0, 20.0):
+            for with_labels in (True, False):
+                signs = rng.choice([-1.0, 1.0], size=(n, c))
+                noise = 10.0 if scale > 100 else 1.0
+                z = signs * scale + rng.standard_normal((n, c)) * noise
+                v = -signs * scale + rng.standard_normal((n, c)) * noise
+                y = labels if with_labels else None
 
-    def scalar():
-        return float((layer.forward(x, train=True, **kw) * R).sum())
+                def fn(z_, v=v, y=y, T=T):
+                    return distillation_loss(z_, v, y, temperature=T, hard_weight=0.5, soft_weight=1.0)
 
-    return {k: relative_error(analytic[k], numerical_gradient(scalar, a)) for k, a in arrays.items()}
-
-
-def _loss_error(loss_fn, z, eps):
-    """Relative error of dL/dz for ``loss_fn(z) -> (loss, dz)``."""
-    _, dz = loss_fn(z)
-    return relative_error(dz, numerical_gradient(lambda: float(loss_fn(z)[0]), z, eps=eps))
+                what = f"distillation T={T:g}, {'soft + hard' if with_labels else 'soft only'}"
+                size = "|z| ~ 1e3" if scale > 100 else "|z| ~ 3"
+                cases.append((what, f"z ({n}, {c}), {size}", fn, z))
+    return cases
 
 
 def rows(seed=0):
@@ -62,51 +68,68 @@ def rows(seed=0):
     gen = make_rng(np, seed, 7)
     out = []
 
-    dense = Dense(6, 5, rng=gen, dtype="float64", init_std=1.0)
-    out.append(("Dense 6->5", "x (4, 6)", max(_layer_errors(dense, rng.standard_normal((4, 6)), rng).values()), 1e-6))
+    def layer_row(what, layer, x):
+        errors = layer_errors(layer, x, rng=rng, eps=LAYER_H)
+        out.append((what, f"x {x.shape}", max(errors.values()), LAYER_H))
+
+    layer_row("Dense 6->5", Dense(6, 5, rng=gen, dtype="float64", init_std=1.0), rng.standard_normal((4, 6)))
 
     x = rng.standard_normal((4, 6))
     x += np.sign(x) * 0.1                       # at least 0.1 from ReLU's kink, so +-h never crosses it
-    out.append(("ReLU", "x (4, 6)", max(_layer_errors(ReLU(), x, rng).values()), 1e-6))
+    layer_row("ReLU", ReLU(), x)
 
-    drop = Dropout(0.5, rng=make_rng(np, seed, 8))
-    out.append(("Dropout 0.5, mask frozen", "x (4, 6)",
-                max(_layer_errors(drop, rng.standard_normal((4, 6)), rng, {"freeze_mask": False}).values()), 1e-6))
+    layer_row("Dropout 0.5, mask frozen", Dropout(0.5, rng=make_rng(np, seed, 8)), rng.standard_normal((4, 6)))
 
     net = mlp((8, 7, 6, 3), rng=gen, dtype="float64", input_dropout=0.2, hidden_dropout=0.5, init_std=0.5,
               dropout_rng=make_rng(np, seed, 9))
     for layer in net.dense_layers():
         # non-zero biases: with zero ones, a row whose inputs are all dropped sits exactly on ReLU's kink
         layer.params["b"][...] = rng.standard_normal(layer.n_out)
-    out.append(("MLP 8-7-6-3 (Dropout, ReLU, Dense)", "x (5, 8)",
-                max(_layer_errors(net, rng.standard_normal((5, 8)), rng, {"freeze_mask": False}).values()), 1e-6))
+    layer_row("MLP 8-7-6-3 (Dropout, ReLU, Dense)", net, rng.standard_normal((5, 8)))
 
     n, c = 6, 5
     labels = rng.integers(0, c, size=n)
     out.append(("cross-entropy", f"z ({n}, {c})",
-                _loss_error(lambda z: cross_entropy(z, labels), rng.standard_normal((n, c)) * 3, 1e-6), 1e-6))
-    for scale in (3.0, 1e3):
-        eps = 1e-4
-        for T in (1.0, 2.0, 5.0, 20.0):
-            for with_labels in (True, False):
-                signs = rng.choice([-1.0, 1.0], size=(n, c))
-                z = signs * scale + rng.standard_normal((n, c)) * (10.0 if scale > 100 else 1.0)
-                v = -signs * scale + rng.standard_normal((n, c)) * (10.0 if scale > 100 else 1.0)
-                y = labels if with_labels else None
-
-                def fn(z_, v=v, y=y, T=T):
-                    return distillation_loss(z_, v, y, temperature=T, hard_weight=0.5, soft_weight=1.0)
-
-                what = f"distillation T={T:g}, {'soft + hard' if with_labels else 'soft only'}"
-                size = "|z| ~ 1e3" if scale > 100 else "|z| ~ 3"
-                out.append((what, f"z ({n}, {c}), {size}", _loss_error(fn, z, eps), eps))
+                loss_error(lambda z: cross_entropy(z, labels), rng.standard_normal((n, c)) * 3, eps=LOSS_H),
+                LOSS_H))
+    for what, size, fn, z in distillation_cases(np.random.default_rng((seed, 1)), n, c):
+        out.append((what, size, loss_error(fn, z, eps=DISTILLATION_H), DISTILLATION_H))
     return out
+
+
+def sweep_h(seed=0, steps=SWEEP_H):
+    """[(what, size, |L|, max |dL/dz|, {h: relative error})] for the table's distillation
+    rows: where rounding (small h) and truncation (large h) take over."""
+    out = []
+    for what, size, fn, z in distillation_cases(np.random.default_rng((seed, 1))):
+        loss, dz = fn(z)
+        errs = {h: loss_error(fn, z, eps=h) for h in steps}
+        out.append((what, size, abs(float(loss)), float(np.abs(dz).max()), errs))
+    return out
+
+
+def print_sweep(seed):
+    table = sweep_h(seed)
+    w = max(len(r[0]) + len(r[1]) + 2 for r in table)
+    print("relative error of the distillation rows' gradients against central differences, by step h;")
+    print(f"'rounding' is the estimate u |L| / (h max|dL/dz|) at h = 1e-4, u = {MACHINE_EPS:.1e}")
+    print(f"{'check'.ljust(w)}  {'|L|':>8}  {'max|dL/dz|':>10}  {'rounding':>8}  "
+          + "  ".join(f"h={h:.0e}" for h in SWEEP_H))
+    for what, size, f, g, errs in table:
+        rounding = MACHINE_EPS * f / (1e-4 * g)
+        print(f"{(what + ', ' + size).ljust(w)}  {f:8.3g}  {g:10.3g}  {rounding:8.1e}  "
+              + "  ".join(f"{errs[h]:7.1e}" for h in SWEEP_H))
+    return 0
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs and projections (default 0)")
+    p.add_argument("--sweep-h", action="store_true",
+                   help="instead of the table, the distillation rows' errors at h = 1e-8 ... 1e-2")
     args = p.parse_args(argv)
+    if args.sweep_h:
+        return print_sweep(args.seed)
     t0 = time.perf_counter()
     table = rows(args.seed)
     w = max(len(r[0]) for r in table)

@@ -11,20 +11,44 @@ estimated by
 
     ds/dx_i ~ (s(x + h e_i) - s(x - h e_i)) / (2 h)
 
-whose error is O(h^2); in float64 with h ~ 1e-6 agreement to ~1e-8 relative is
-typical, so a tolerance of 1e-6 catches any real mistake.
+Two errors compete in that estimate (h is ``eps`` below):
+
+* truncation, from the Taylor series: s'''(x) h^2 / 6, smaller with smaller h;
+* rounding: each s(x +- h) is off by about u |s| (u = 2.2e-16, float64's
+  machine epsilon), and dividing their difference by 2h makes that about
+  u |s| / h, larger with smaller h.
+
+Relative to the gradient's size g = max_i |ds/dx_i|, rounding costs about
+u |s| / (h g). For a layer at h = 1e-6 (|s| and g of order 1-10) that is
+~1e-10; for a loss whose value is large next to its gradient it is not: the
+distillation loss at logits near +-1e3 is 2e3 to 4e4 with g of 0.2 to 3, so
+h = 1e-6 gives ~1e-6 and h = 1e-4 ~1e-8. ``python -m minikd.gradcheck
+--sweep-h`` measures both errors over h. The tolerance, 1e-6 relative, is far
+above either at a good h and far below any real mistake (a forgotten factor
+is an error of order 1).
+
+Dropout layers: the checker draws the mask once (the first forward pass) and
+freezes it for every perturbed pass, so the numerical and the hand-written
+gradients differentiate the same function.
 """
 from __future__ import annotations
 
+import inspect
+from typing import Any, Callable, Iterable, Optional
+
 from .backend import get_xp, random_subset
 
+Array = Any       # a NumPy or CuPy array (the engine never names the module)
+Generator = Any   # a NumPy or CuPy random generator
 
-def numerical_gradient(f, x, *, eps=1e-6, indices=None):
+
+def numerical_gradient(f: Callable[[], Any], x: Array, *, eps: float = 1e-6,
+                       indices: Optional[Iterable[int]] = None) -> Array:
     """Central-difference gradient of the scalar function ``f`` at ``x``.
 
-    x: float64 array, perturbed in place and restored. ``indices``: flat
-    indices to check (default all); the result is zero elsewhere.
-    Returns an array of x's shape.
+    f: takes no argument and reads x (which this function perturbs in place
+    and restores). x: float64 array. ``indices``: flat indices to estimate
+    (default all); the result is zero elsewhere. Returns an array of x's shape.
     """
     if x.dtype.kind != "f" or x.dtype.itemsize < 8:
         raise ValueError(f"numerical gradients need float64 arrays, got {x.dtype}")
@@ -46,7 +70,7 @@ def numerical_gradient(f, x, *, eps=1e-6, indices=None):
     return grad
 
 
-def relative_error(a, b, floor=1e-8):
+def relative_error(a: Array, b: Array, floor: float = 1e-8) -> float:
     """max |a - b| / max(max|a|, max|b|, floor): one number for two arrays."""
     xp = get_xp(a, b)
     diff = float(xp.abs(a - b).max()) if a.size else 0.0
@@ -55,44 +79,53 @@ def relative_error(a, b, floor=1e-8):
     return diff / scale
 
 
-def check_gradient(f, x, analytic, *, eps=1e-6, rtol=1e-6, indices=None):
-    """Compare ``analytic`` (dL/dx) with the central differences of ``f``.
-
-    Returns the relative error; raises AssertionError if it exceeds ``rtol``.
-    When ``indices`` is given only those coordinates are compared.
-    """
-    numeric = numerical_gradient(f, x, eps=eps, indices=indices)
+def gradient_error(f: Callable[[], Any], x: Array, analytic: Array, *, eps: float = 1e-6,
+                   indices: Optional[Iterable[int]] = None) -> float:
+    """Relative error of ``analytic`` (ds/dx, x's shape) against the central
+    differences of ``f``; only the coordinates ``indices`` when given."""
     if indices is not None:
-        xp = get_xp(x)
-        idx = xp.asarray(list(indices))
-        err = relative_error(analytic.reshape(-1)[idx], numeric.reshape(-1)[idx])
-    else:
-        err = relative_error(analytic, numeric)
-    if not err <= rtol:
-        raise AssertionError(f"gradient check failed: relative error {err:.3e} > {rtol:.1e}")
+        indices = [int(i) for i in indices]
+    numeric = numerical_gradient(f, x, eps=eps, indices=indices)
+    if indices is None:
+        return relative_error(analytic, numeric)
+    idx = get_xp(x).asarray(indices)
+    return relative_error(analytic.reshape(-1)[idx], numeric.reshape(-1)[idx])
+
+
+def check_gradient(f: Callable[[], Any], x: Array, analytic: Array, *, eps: float = 1e-6,
+                   rtol: float = 1e-6, indices: Optional[Iterable[int]] = None) -> float:
+    """``gradient_error``, raising AssertionError if it exceeds ``rtol``. Returns the error."""
+    err = gradient_error(f, x, analytic, eps=eps, indices=indices)
+    _fail_above(err, rtol, "")
     return err
 
 
-def check_layer(layer, x, *, rng, train=True, rtol=1e-6, eps=1e-6, max_coords=None,
-                forward_kwargs=None):
-    """Check dL/dx and every dL/dparam of ``layer`` at input ``x`` (float64).
+def layer_errors(layer: Any, x: Array, *, rng: Generator, train: bool = True, eps: float = 1e-6,
+                 max_coords: Optional[int] = None,
+                 forward_kwargs: Optional[dict] = None) -> dict[str, float]:
+    """{name: relative error} of dL/dx and of every dL/dparam of ``layer`` at
+    input ``x`` (float64), without judging them (``check_layer`` judges).
 
-    The output is reduced with a fixed random projection R ~ N(0, 1). For big
-    arrays ``max_coords`` picks a random subset of coordinates (from ``rng``).
-    Returns {name: relative error} for "x" and every parameter.
+    The output is reduced with a fixed random projection R ~ N(0, 1) drawn
+    from ``rng``. Names: "x", then each parameter's ("W", "b"; "<i>.W" inside
+    a container, i its index). For arrays bigger than ``max_coords`` a random
+    subset of that many coordinates (from ``rng``) is checked. A layer whose
+    forward takes ``freeze_mask`` (Dropout, Sequential) draws its masks in the
+    first pass and keeps them for the perturbed ones.
     """
-    forward_kwargs = forward_kwargs or {}
+    first = dict(forward_kwargs or {})
+    frozen = dict(first)
+    if "freeze_mask" in inspect.signature(layer.forward).parameters:
+        frozen["freeze_mask"] = True   # the perturbed passes see the mask the analytic gradient used
     xp = get_xp(x)
-    y = layer.forward(x, train=train, **forward_kwargs)
+    y = layer.forward(x, train=train, **first)
     R = xp.asarray(rng.standard_normal(y.shape))
-    dx = layer.backward(R)
-    analytic = {"x": dx}
+    analytic = {"x": layer.backward(R)}
     arrays = {"x": x}
     for prefix, sub in _leaf_layers(layer):
         for name, w in sub.params.items():
             analytic[prefix + name] = sub.grads[name].copy()
             arrays[prefix + name] = w
-    frozen = dict(forward_kwargs)
 
     def scalar():
         return (layer.forward(x, train=train, **frozen) * R).sum()
@@ -102,12 +135,44 @@ def check_layer(layer, x, *, rng, train=True, rtol=1e-6, eps=1e-6, max_coords=No
         indices = None
         if max_coords is not None and arr.size > max_coords:
             indices = random_subset(rng, arr.size, max_coords).tolist()  # host ints
-        errors[name] = check_gradient(scalar, arr, analytic[name], eps=eps, rtol=rtol,
-                                      indices=indices)
+        errors[name] = gradient_error(scalar, arr, analytic[name], eps=eps, indices=indices)
     return errors
 
 
-def _leaf_layers(layer, prefix=""):
+def check_layer(layer: Any, x: Array, *, rng: Generator, train: bool = True, rtol: float = 1e-6,
+                eps: float = 1e-6, max_coords: Optional[int] = None,
+                forward_kwargs: Optional[dict] = None) -> dict[str, float]:
+    """``layer_errors``, raising AssertionError (naming the gradient) if any
+    error exceeds ``rtol``. Returns {name: relative error}."""
+    errors = layer_errors(layer, x, rng=rng, train=train, eps=eps, max_coords=max_coords,
+                          forward_kwargs=forward_kwargs)
+    for name, err in errors.items():
+        _fail_above(err, rtol, f" of dL/d{name}")
+    return errors
+
+
+def loss_error(loss_fn: Callable[[Array], tuple], z: Array, *, eps: float = 1e-6) -> float:
+    """Relative error of the gradient a loss returns: ``loss_fn(z) -> (loss, dL/dz)``,
+    z float64 (N, C), checked at every coordinate. A loss is already a scalar,
+    so no projection is needed."""
+    _, dz = loss_fn(z)
+    return gradient_error(lambda: loss_fn(z)[0], z, dz, eps=eps)
+
+
+def check_loss(loss_fn: Callable[[Array], tuple], z: Array, *, eps: float = 1e-6,
+               rtol: float = 1e-6) -> float:
+    """``loss_error``, raising AssertionError if it exceeds ``rtol``. Returns the error."""
+    err = loss_error(loss_fn, z, eps=eps)
+    _fail_above(err, rtol, " of dL/dz")
+    return err
+
+
+def _fail_above(err: float, rtol: float, what: str) -> None:
+    if not err <= rtol:  # also catches NaN
+        raise AssertionError(f"gradient check failed{what}: relative error {err:.3e} > {rtol:.1e}")
+
+
+def _leaf_layers(layer: Any, prefix: str = "") -> list:
     """(name prefix, layer) for a layer and, recursively, those inside a container."""
     inner = getattr(layer, "layers", None)
     if inner is None:

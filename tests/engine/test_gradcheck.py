@@ -112,3 +112,83 @@ def test_plain_sum_cannot_see_a_wrong_softmax_gradient(xp):
     with pytest.raises(AssertionError):
         check_layer(lazy, x, rng=host_rng())  # a random projection exposes it
     check_layer(Softmax(), x, rng=host_rng())  # and the right backward passes
+
+
+# ---------------------------------------------------------------- layer_errors, losses, the table
+
+def test_layer_errors_measures_without_judging(xp):
+    """layer_errors returns the errors of a wrong backward; check_layer raises, naming the gradient."""
+    from minikd.engine.gradcheck import layer_errors
+    layer = DenseWithMeanBiasGradient(4, 4, rng=make_rng(xp, 0), xp=xp, dtype="float64", init_std=1.0)
+    x = xp.asarray(host_rng(1).standard_normal((3, 4)))
+    errors = layer_errors(layer, x, rng=host_rng())
+    assert set(errors) == {"x", "W", "b"}
+    assert errors["b"] > 0.1 and errors["x"] < 1e-6 and errors["W"] < 1e-6
+    with pytest.raises(AssertionError, match="of dL/db"):
+        check_layer(layer, x, rng=host_rng())
+
+
+def test_dropout_masks_are_frozen_by_the_checker(xp):
+    """No forward_kwargs needed: the perturbed passes reuse the first pass's mask
+    (with a fresh mask per pass the 'derivative' would be noise)."""
+    from minikd.engine.layers import Dropout, Sequential
+    layer = Sequential(Dense(5, 6, rng=make_rng(xp, 0), xp=xp, dtype="float64", init_std=1.0),
+                       Dropout(0.5, rng=make_rng(xp, 4)))
+    errors = check_layer(layer, xp.asarray(host_rng(1).standard_normal((3, 5))), rng=host_rng())
+    assert max(errors.values()) < 1e-6
+
+
+def test_check_loss_catches_a_missing_temperature_factor(xp):
+    """distillation's gradient without its T (1/T instead of T, the T^2 left out of
+    the gradient only) is off by a factor T^2: the loss check fails."""
+    from minikd.engine.gradcheck import check_loss, loss_error
+    from minikd.engine.losses import distillation_loss
+    g = host_rng(3)
+    z, v = xp.asarray(g.standard_normal((4, 5)) * 3), xp.asarray(g.standard_normal((4, 5)) * 3)
+
+    def right(z_):
+        return distillation_loss(z_, v, None, temperature=5.0)
+
+    def wrong(z_):
+        loss, dz = right(z_)
+        return loss, dz / 25.0
+
+    assert check_loss(right, z, eps=1e-4) < 1e-6
+    assert loss_error(wrong, z, eps=1e-4) == pytest.approx(1 - 1 / 25, rel=1e-6)
+    with pytest.raises(AssertionError, match="of dL/dz"):
+        check_loss(wrong, z, eps=1e-4)
+
+
+def test_every_public_function_has_type_hints():
+    import inspect
+    from minikd.engine import gradcheck
+    public = [f for name, f in vars(gradcheck).items()
+              if inspect.isfunction(f) and not name.startswith("_") and f.__module__ == gradcheck.__name__]
+    assert len(public) >= 8
+    for f in public:
+        sig = inspect.signature(f)
+        missing = [p for p in sig.parameters.values() if p.annotation is inspect.Parameter.empty]
+        assert not missing and sig.return_annotation is not inspect.Signature.empty, f.__name__
+
+
+def test_the_table_is_measured_by_the_engines_checker(monkeypatch, capsys):
+    """python -m minikd.gradcheck has no differencing of its own: break the engine's
+    and every row of the table fails."""
+    from minikd import gradcheck as table
+    from minikd.engine import gradcheck
+    monkeypatch.setattr(gradcheck, "gradient_error", lambda *a, **k: 1.0)
+    assert table.main([]) == 1
+    out = capsys.readouterr().out
+    assert "0 passed, 21 failed" in out
+
+
+def test_the_h_sweep_shows_rounding_at_small_h_and_a_pass_at_the_tables_h():
+    from minikd import gradcheck as table
+    rows = table.sweep_h()
+    big = [r for r in rows if "1e3" in r[1]]
+    assert len(rows) == 16 and len(big) == 8
+    for what, size, f, g, errs in big:
+        assert 1e3 < f < 1e5, what                        # the losses' real size at |z| ~ 1e3
+        assert errs[1e-8] > 1e-5 > 1e-6 > errs[table.DISTILLATION_H], what
+        # the rounding estimate u |L| / (h g) is within a factor 5 of what is measured at h = 1e-6
+        assert 0.2 < errs[1e-6] / (table.MACHINE_EPS * f / (1e-6 * g)) < 5, what
