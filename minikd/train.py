@@ -12,12 +12,12 @@ distilled student): architecture, regularisation, schedule and loss. The loop
 * reads numbers back to the host once per epoch (loss, test errors), never per
   step, so a GPU never waits on Python;
 * stops with ``DivergenceError`` when the network dies or explodes (NaN or
-  exploding loss, predictions collapsed to one class or at chance:
-  ``HealthCheck``), checked once per epoch.
+  exploding loss, a dead layer), checked once per epoch, or when at its last
+  epoch its predictions are collapsed to one class or at chance: the checks
+  are in minikd/health.py.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
@@ -28,12 +28,7 @@ from .engine.backend import backend_name, get_xp, make_rng, shuffled_indices, sy
 from .engine.layers import ReLU, mlp
 from .engine.losses import check_labels, count_errors, cross_entropy, distillation_loss, log_softmax
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
-
-
-class DivergenceError(RuntimeError):
-    """The network stopped learning: its loss became NaN or infinite, grew by an
-    order of magnitude, or its predictions collapsed to one class or to chance
-    (``HealthCheck``). The message says what happened and what to try."""
+from .health import DivergenceError, HealthCheck  # noqa: F401 (DivergenceError: re-exported for callers)
 
 
 @dataclass
@@ -99,6 +94,14 @@ def build_optimizer(cfg: StageConfig, model):
                        rule=cfg.rule)
 
 
+def _as_float_rows(x, dtype, name):
+    """x (N, D) as ``dtype`` (no copy when it already is); ValueError unless x holds floats."""
+    if x.dtype.kind != "f":
+        raise ValueError(f"{name} has dtype {x.dtype}: give float rows scaled as in training, e.g. "
+                         f"minikd.data.to_float(images) for uint8 images (x / 255)")
+    return x.astype(dtype, copy=False)
+
+
 def predict_logits(model, x, batch_size=2000):
     """Eval-mode logits for x (N, D) on the model's backend, in chunks."""
     chunks = [model.forward(x[i:i + batch_size], train=False) for i in range(0, x.shape[0], batch_size)]
@@ -138,109 +141,6 @@ def count_test_errors(model, x, y, batch_size=2000):
     for i in range(0, x.shape[0], batch_size):
         total = total + count_errors(model.forward(x[i:i + batch_size], train=False), y[i:i + batch_size])
     return total
-
-
-class HealthCheck:
-    """Once per epoch, the signs of a dead or exploding network -- read in one
-    host transfer, never per step:
-
-    * the mean training loss is NaN or infinite;
-    * it is over ``GROWTH`` times the loss of the untrained network, which is
-      known in advance: logits start near 0, so p is uniform and every
-      cross-entropy term equals ln C (the soft one weighted by soft_weight T^2);
-    * on a fixed probe of training rows (the first ``PROBE_ROWS``), every ReLU
-      of a hidden layer is 0 for every row: the output no longer depends on
-      the input, and no gradient reaches the layers below -- a dead network,
-      which no further step can revive;
-    * from epoch ``AFTER_EPOCHS`` on, the loss frozen (its excess over the
-      floor moved by under ``STALL`` in two epochs) while the probe's
-      predictions collapse to one class (over ``COLLAPSE`` of them, where the
-      labels are not that one-sided) or err at chance level (within 5% of
-      1 - the largest class share), and some hidden layer has under
-      ``FEW_ALIVE`` of its units alive on the probe: its ReLUs died.
-
-    A network that merely starts slowly -- tiny weights, one class predicted
-    for a few epochs, a loss near ln C that hardly moves -- has live units and
-    is left alone. The floor of the loss is 0 for cross-entropy; distilling, it
-    is soft_weight T^2 times the teacher's mean entropy H(q), which no student
-    can go below (T^2 CE(q, p) = T^2 (H(q) + KL(q || p))).
-    """
-
-    GROWTH = 10.0
-    PROBE_ROWS = 1000
-    COLLAPSE = 0.95
-    AFTER_EPOCHS = 3
-    STALL = 1e-3
-    FEW_ALIVE = 0.05
-
-    def __init__(self, cfg, x_train, y_train, *, log_q=None):
-        xp = get_xp(x_train)
-        c = cfg.sizes[-1]
-        self.name, self.n_classes = cfg.name, c
-        n = min(self.PROBE_ROWS, x_train.shape[0])
-        self.x, self.y = x_train[:n], y_train[:n]
-        self.classes = xp.arange(c)
-        shares = to_host(self._counts(self.y)) / max(n, 1)   # once, at the start
-        self.label_share = float(shares.max()) if n else 1.0
-        distilling = log_q is not None   # log softmax(v / T) of the transfer set, (N, C)
-        weight = (cfg.hard_weight + cfg.soft_weight * cfg.temperature ** 2) if distilling else 1.0
-        self.initial_loss = weight * math.log(c)
-        self.floor = 0.0
-        if distilling and log_q.shape[0]:
-            entropy = -(xp.exp(log_q) * log_q).sum(axis=1).mean()
-            self.floor = cfg.soft_weight * cfg.temperature ** 2 * float(to_host(entropy))   # once, at the start
-        self.excess = []  # loss - floor, one per epoch checked
-
-    def _counts(self, labels):
-        """How many of ``labels`` fall in each class: (C,), on the device."""
-        return (labels[:, None] == self.classes[None, :]).sum(axis=0)
-
-    def probe(self, model):
-        """(fraction of units alive in the least alive hidden layer, the most predicted class's count,
-        errors) on the probe rows, as one (3,) device array. A unit is alive if it is > 0 for some row."""
-        xp = get_xp(self.x)
-        h, alive = self.x, []
-        for layer in model.layers:
-            h = layer.forward(h, train=False)
-            if isinstance(layer, ReLU):
-                alive.append((h > 0).any(axis=0).mean())
-        pred = h.argmax(axis=1)
-        least = xp.stack(alive).min() if alive else xp.ones((), dtype=h.dtype)
-        return xp.stack([least.astype(h.dtype), self._counts(pred).max().astype(h.dtype),
-                         (pred != self.y).sum().astype(h.dtype)])
-
-    def check(self, model, epoch, loss, eps):
-        """Raise DivergenceError naming what went wrong at ``epoch`` (0-based)."""
-        where = f"{self.name}: at epoch {epoch + 1}"
-        advice = (f"the step size ({eps:g}) is probably too large for this data -- try a lower --lr "
-                  f"(e.g. half of it)")
-        if not math.isfinite(loss):
-            raise DivergenceError(f"{where} the training loss became {loss}; {advice}")
-        if loss > self.GROWTH * self.initial_loss:
-            raise DivergenceError(f"{where} the training loss is {loss:.4g}, over {self.GROWTH:g} times the "
-                                  f"untrained network's {self.initial_loss:.4g}: the weights are exploding; {advice}")
-        self.excess.append(loss - self.floor)
-        n = self.x.shape[0]
-        if n == 0:
-            return
-        alive, top, errors = (float(v) for v in to_host(self.probe(model)))   # one read
-        if alive == 0.0:
-            raise DivergenceError(f"{where} every ReLU of a hidden layer is 0 for every one of {n} training "
-                                  f"images: the network is dead (its output no longer depends on its input, and "
-                                  f"no gradient passes); {advice}")
-        stalled = (len(self.excess) >= 3
-                   and abs(self.excess[-1] - self.excess[-3]) < self.STALL * abs(self.excess[-3]))
-        if epoch + 1 < self.AFTER_EPOCHS or not stalled or alive >= self.FEW_ALIVE:
-            return
-        chance = 1.0 - self.label_share
-        if top > self.COLLAPSE * n and self.label_share < self.COLLAPSE:
-            raise DivergenceError(f"{where} the network predicts one class for {int(top)} of {n} training images "
-                                  f"(the largest class is {100 * self.label_share:.0f}% of them) and its loss is "
-                                  f"frozen, with {100 * alive:.1f}% of a layer's ReLUs alive: it has collapsed; {advice}")
-        if chance > 0 and errors / n >= 0.95 * chance:
-            raise DivergenceError(f"{where} the network errs on {int(errors)} of {n} training images, chance level "
-                                  f"({100 * chance:.0f}%), its loss frozen, with {100 * alive:.1f}% of a layer's "
-                                  f"ReLUs alive: it is not learning; {advice}")
 
 
 @dataclass
@@ -298,6 +198,12 @@ class Trainer:
     def __init__(self, cfg: StageConfig, xp, x_train, y_train, x_test, y_test, *,
                  soft_logits=None, model=None, fast=False):
         self.cfg, self.xp = cfg, xp
+        self.model = model if model is not None else build_model(cfg, xp)
+        # Inputs in the model's own float type, cast once here (float64 rows, e.g. X / 255.0 in a
+        # notebook, would otherwise make every product mixed-precision, or stop the fused step).
+        dtype = self.model.dense_layers()[0].params["W"].dtype
+        x_train = _as_float_rows(x_train, dtype, "x_train")
+        x_test = _as_float_rows(x_test, dtype, "x_test")
         self.x_train, self.y_train = x_train, y_train
         self.x_test, self.y_test = x_test, y_test
         self.soft_logits = soft_logits
@@ -311,14 +217,13 @@ class Trainer:
                              f"({x_train.shape[0]}, {n_classes}) for the transfer set")
         if x_train.shape[1] != cfg.sizes[0]:
             raise ValueError(f"inputs have {x_train.shape[1]} features, the model expects {cfg.sizes[0]}")
-        self.model = model if model is not None else build_model(cfg, xp)
         self.optimizer = build_optimizer(cfg, self.model)
         self.start_epoch = 0
         self.history: list[EpochLog] = []
-        self._log_q = None  # the teacher's log softmax(v / T), once, for the log's KL part and the floor
+        self._log_q = None  # the teacher's log softmax(v / T), once, for the log's KL part
         if soft_logits is not None:
             self._log_q = log_softmax(soft_logits, cfg.temperature).astype(x_train.dtype, copy=False)
-        self.health = HealthCheck(cfg, x_train, y_train, log_q=self._log_q)
+        self.health = HealthCheck(cfg, x_train, y_train, distilling=soft_logits is not None)
         self.step_impl = fast_path.training_step(self.model, self.optimizer, xp) if fast else None
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
@@ -369,8 +274,10 @@ class Trainer:
         synchronize(xp)
         t0 = time.perf_counter()
         perm = shuffled_indices(rng, n)
-        loss_sum = xp.zeros((), dtype=self.x_train.dtype)
-        self._parts_sum = xp.zeros(2, dtype=self.x_train.dtype)
+        # The sums are float64: at a distilled loss of ~900 a float32 sum over 600 steps rounds by more
+        # than the differences a reader compares. The losses themselves stay in the training dtype.
+        loss_sum = xp.zeros((), dtype=xp.float64)
+        self._parts_sum = xp.zeros(2, dtype=xp.float64)
         n_batches = 0
         try:
             for start in range(0, n, cfg.batch_size):
@@ -392,7 +299,8 @@ class Trainer:
             last = epoch == self.cfg.epochs - 1
             loss_host, hard, kl = (float(v) for v in to_host(self.xp.concatenate(
                 [loss.reshape(1), self.loss_parts_mean])))  # one read per epoch
-            self.health.check(self.model, epoch, loss_host, self.optimizer.eps)
+            if self.health is not None:   # None: no checks (tests of arithmetic on runs too short to learn)
+                self.health.check(self.model, epoch, loss_host, self.optimizer.eps, last=last)
             parts = {}
             if self.soft_logits is not None:
                 parts = {"hard_loss": hard if self.cfg.hard_weight != 0.0 else None, "soft_kl": kl}

@@ -1,12 +1,14 @@
-"""A dead or exploding network stops its stage with a message (train.HealthCheck), checked
-once per epoch; and a distillation that dies today at small scale now trains or stops."""
+"""A dead or exploding network stops its stage with a message (minikd.health.HealthCheck), checked
+once per epoch; at the last epoch a collapsed or chance-level network stops it too; and a
+distillation that dies today at small scale now trains or stops."""
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from minikd.data import load_dataset, to_float
-from minikd.train import DivergenceError, HealthCheck, StageConfig, Trainer, bound_rows_, teacher_soft_targets
+from minikd.health import DivergenceError, HealthCheck
+from minikd.train import StageConfig, Trainer, bound_rows_, teacher_soft_targets
 
 
 @pytest.fixture(scope="module")
@@ -49,31 +51,73 @@ def test_a_dead_layer_is_caught_at_once(digits):
         tr.fit()
 
 
-def test_a_collapse_to_one_class_is_caught(digits):
-    tr = Trainer(cfg(lr=1e-9), np, *digits)
-    _nearly_dead(tr)                                  # 1 of 32 units alive: 3%
-    tr.model.dense_layers()[-1].params["b"][3] = 15.0  # class 3 wins for every input
-    with pytest.raises(DivergenceError, match=r"at epoch 3 the network predicts one class for 1000 of 1000"):
+def test_a_collapse_to_one_class_is_caught_at_the_last_epoch(digits):
+    tr = Trainer(cfg(lr=1e-9, epochs=3), np, *digits)
+    tr.model.dense_layers()[-1].params["b"][3] = 15.0  # class 3 wins for every input; every unit alive
+    with pytest.raises(DivergenceError, match=r"at epoch 3 \(its last\) the network predicts one class for "
+                                              r"1000 of 1000 .* not a result"):
         tr.fit()
-    assert len(tr.history) == 2                       # stopped at the first epoch the check runs
+    assert len(tr.history) == 2                       # the last epoch is not logged as a result
 
 
-def test_chance_level_is_caught_without_a_collapse(digits):
-    tr = Trainer(cfg(lr=1e-9), np, *digits)
-    _nearly_dead(tr)
+def test_chance_level_is_caught_without_a_collapse_whatever_the_loss(digits):
+    """Two classes predicted, about half the rows each: no collapse, but chance-level errors."""
+    tr = Trainer(cfg(lr=1e-4, epochs=2), np, *digits)
     out = tr.model.dense_layers()[-1]
-    out.params["W"][:] = 0.0
-    out.params["b"][3] = out.params["b"][4] = 15.0    # class 3, or class 4 where the live unit fires
+    hidden = digits[0]
+    for layer in tr.model.layers[:-1]:
+        hidden = layer.forward(hidden, train=False)
+    split = float(np.median(hidden.sum(axis=1)))
+    out.params["b"][3], out.params["b"][4] = 10.0, 10.0 - split   # class 4 where the summed activity is high
     out.params["W"][:, 4] = 1.0
-    with pytest.raises(DivergenceError, match="chance level"):
+    with pytest.raises(DivergenceError, match="at epoch 2 \\(its last\\) .* chance level"):
         tr.fit()
 
 
-def test_a_slow_start_with_live_units_is_left_alone(digits):
-    """Tiny weights: one class and a loss frozen near ln C for several epochs, but live units."""
+def test_the_end_check_runs_only_at_the_last_epoch(digits):
+    """A slow start -- tiny weights, one class and a loss frozen near ln C -- is left alone while
+    the stage runs, and the same network at its last epoch is not a result."""
     tr = Trainer(cfg(init_std=0.001, lr=1e-9, epochs=5), np, *digits)
-    tr.fit()
-    assert len(tr.history) == 5
+    for epoch in range(4):
+        loss, _ = tr.train_epoch(epoch)
+        tr.health.check(tr.model, epoch, float(loss), 1e-9, last=False)
+    with pytest.raises(DivergenceError, match="its last"):
+        tr.health.check(tr.model, 4, float(loss), 1e-9, last=True)
+
+
+def test_the_probe_is_random_seeded_and_off_the_training_stream(digits):
+    """Sorted by label, the first 1,000 rows hold few classes; the probe holds every class, the
+    same rows for the same seed, and drawing it changes no trained number."""
+    x, y, xt, yt = digits
+    order = np.argsort(y, kind="stable")
+    xs, ys = x[order], y[order]
+    a = HealthCheck(cfg(), xs, ys)
+    assert len(np.unique(ys[:HealthCheck.PROBE_ROWS])) < 10 and len(np.unique(a.y)) == 10
+    np.testing.assert_array_equal(HealthCheck(cfg(), xs, ys).y, a.y)
+    assert not np.array_equal(HealthCheck(cfg(seed=1), xs, ys).x, a.x)
+    checked = Trainer(cfg(epochs=3), np, *digits)
+    unchecked = Trainer(cfg(epochs=3), np, *digits)
+    unchecked.health = None
+    checked.fit()
+    unchecked.fit()
+    for (l1, n1), (l2, n2) in zip(checked.model.parameters(), unchecked.model.parameters()):
+        np.testing.assert_array_equal(l1.params[n1], l2.params[n2])
+
+
+def test_the_epoch_loss_is_summed_in_float64(digits):
+    """Distilled losses are ~900: a float32 sum over many steps rounds by more than the digits a
+    reader compares. The mean must be the float64 mean of the steps' float32 losses."""
+    x, y, xt, yt = digits
+    tr = Trainer(cfg(batch_size=1, epochs=1), np, x[:600], y[:600], xt, yt)
+    losses = (np.float32(920.0) + np.random.default_rng(0).random(600).astype(np.float32)).astype(np.float32)
+
+    class Step:   # returns the planned losses, trains nothing
+        begin_epoch = end_epoch = staticmethod(lambda: None)
+        __call__ = staticmethod(lambda *a, steps=iter(losses): next(steps))
+
+    tr.step = Step()
+    loss, _ = tr.train_epoch(0)
+    assert float(loss) == np.mean(losses.astype(np.float64))
 
 
 def test_an_exploding_loss_is_caught_in_the_first_epoch(digits):
@@ -83,15 +127,18 @@ def test_an_exploding_loss_is_caught_in_the_first_epoch(digits):
 
 
 def test_the_check_reads_the_device_once_per_epoch(digits, monkeypatch):
-    """One host transfer per check whatever the number of steps."""
-    import minikd.train as train
+    """One host transfer per check whatever the number of steps, at the last epoch too."""
+    import minikd.health as health
     reads = []
-    real = train.to_host
-    monkeypatch.setattr(train, "to_host", lambda x: reads.append(1) or real(x))
+    real = health.to_host
+    monkeypatch.setattr(health, "to_host", lambda x: reads.append(1) or real(x))
     tr = Trainer(cfg(epochs=3), np, *digits)
     reads.clear()
     tr.health.check(tr.model, 5, 1.0, 0.1)        # the probe's three numbers come back together
     assert len(reads) == 1
+    with pytest.raises(DivergenceError):
+        tr.health.check(tr.model, 6, 1.0, 0.1, last=True)   # untrained: at chance
+    assert len(reads) == 2
 
 
 def test_the_initial_loss_is_what_an_untrained_network_gives(digits):
@@ -99,9 +146,9 @@ def test_the_initial_loss_is_what_an_untrained_network_gives(digits):
     soft = np.random.default_rng(0).standard_normal((len(y), 10)).astype(np.float32) * 5
     c = cfg(name="distilled", temperature=4.0, hard_weight=0.5, epochs=1, lr=1e-9)
     tr = Trainer(c, np, *digits, soft_logits=soft)
-    tr.fit()
+    loss, _ = tr.train_epoch(0)
     assert tr.health.initial_loss == pytest.approx((0.5 + 16.0) * np.log(10))
-    assert tr.history[0].loss == pytest.approx(tr.health.initial_loss, rel=0.05)
+    assert float(loss) == pytest.approx(tr.health.initial_loss, rel=0.05)
 
 
 def test_bound_rows_keeps_directions_and_bounds_lengths():
