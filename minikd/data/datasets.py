@@ -8,8 +8,9 @@ Where the data comes from (``load_dataset``)
                else the environment variable ``MINIKD_DATA_DIR``. Such a folder is
                only ever read: if a file is missing or wrong there, that is an
                error, and nothing is downloaded into it;
-            2. the cache, ``$XDG_CACHE_HOME/minikd/mnist`` (``~/.cache/minikd/mnist``);
-            3. a download from ``MNIST_MIRRORS`` into the cache.
+            2. the cache, ``$XDG_CACHE_HOME/minikd/mnist`` (``~/.cache/minikd/mnist``;
+               pooch's ``os_cache`` elsewhere than Linux);
+            3. a download by pooch from ``MNIST_MIRRORS`` into the cache.
 
             Every load checks the SHA-256 of each file's *decompressed* bytes
             against ``MNIST_SHA256``, so a gzip or a raw copy both verify.
@@ -36,7 +37,6 @@ training uses.
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,27 +188,17 @@ def _load_folder(name: str, folder: Path, flag: str, verify: bool, purpose: str,
 
 
 def _load_mnist_cache(cache_root: Path, download: bool, mirrors, timeout, retries) -> Dataset:
-    """MNIST from ``cache_root/mnist``, downloading what is missing. A cached
-    file that fails verification is deleted (the cache is ours) and fetched again."""
+    """MNIST from the cache ``cache_root/mnist``. With ``download``, pooch first
+    fetches each file the cache lacks, or holds with another SHA-256 than the
+    published .gz (``download_mnist``); then each is verified as in any folder."""
     folder = cache_root / "mnist"
-    advice = "delete the folder to download MNIST again."
-    files = {}
-    for name in MNIST_FILES:
-        if folder.is_dir() and _find(folder, name) is not None:
-            try:
-                files[name] = _read_file(folder, name, "the cache", True, advice)
-            except DataError as exc:
-                print(f"minikd: dropping a bad cached file: {exc}", file=sys.stderr)
-                _find(folder, name).unlink()
-    missing = [n for n in MNIST_FILES if n not in files]
-    if missing:
-        if not download:
-            raise DataError(f"MNIST is not in the cache {folder} and downloading is off; "
-                            f"pass --data-dir DIR with the four MNIST files, or allow the download.")
+    if download:
         download_mnist(cache_root, mirrors=mirrors, timeout=timeout, retries=retries)
-        for name in missing:
-            files[name] = _read_file(folder, name, "the cache", True, advice)
-    return _assemble("mnist", files, str(folder))
+    elif not all(_find(folder, name) for name in MNIST_FILES):
+        raise DataError(f"MNIST is not in the cache {folder} and downloading is off; "
+                        f"pass --data-dir DIR with the four MNIST files, or allow the download.")
+    return _load_folder("mnist", folder, "the cache", verify=True,
+                        purpose="delete the folder to download MNIST again.")
 
 
 def _load_digits() -> Dataset:

@@ -1,23 +1,33 @@
 """MNIST's four files: where they live, their checksums, and a verified download.
 
-A user's folder (``--data-dir`` or ``$MINIKD_DATA_DIR``) is only ever read;
-downloads go to the cache, ``$XDG_CACHE_HOME/minikd/mnist``
-(``~/.cache/minikd/mnist``), into a temporary file that is renamed only after
-the SHA-256 of its decompressed bytes matches ``MNIST_SHA256``.
+A user's folder (``--data-dir`` or ``$MINIKD_DATA_DIR``) is only ever read.
+Downloads go into the cache, ``pooch.os_cache("minikd") / "mnist"``: on Linux
+``$XDG_CACHE_HOME/minikd/mnist`` (``~/.cache/minikd/mnist``), elsewhere the
+platform's cache folder.
+
+The download is pooch's (``pooch.retrieve``): it streams a file into a
+temporary file beside its final name and renames it only once its SHA-256 is
+the published one (``MNIST_GZ_SHA256``), and it takes a file already in the
+cache with that digest without asking the network. What pooch leaves to us is
+done here: the mirrors are tried in turn, a network failure is retried, a
+wrong file is not fetched again from the same mirror, and when every mirror
+fails the error lists what was tried and says what to do offline.
+
+Two tables of digests, for two questions:
+
+    MNIST_SHA256     the content of each file, decompressed: any copy, gzip or
+                     raw, in any folder, is checked against it on every load;
+    MNIST_GZ_SHA256  the .gz files the mirrors serve, byte for byte: what pooch
+                     checks a download against (and the cache's files).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from http.client import HTTPException
 from pathlib import Path
 
-from .idx import GZIP_MAGIC, DataError, _decompress
+from .idx import DataError
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -34,6 +44,14 @@ MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
+# SHA-256 of each published .gz file, as the mirrors below serve it (the same bytes on all three).
+MNIST_GZ_SHA256 = {
+    "train-images-idx3-ubyte": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+
 # Base URLs; a file's URL is base + name + ".gz". The first is torchvision's,
 # the second TensorFlow's (the CVDF mirror), the original site comes last.
 MNIST_MIRRORS = (
@@ -43,7 +61,6 @@ MNIST_MIRRORS = (
 )
 
 ENV_DATA_DIR = "MINIKD_DATA_DIR"
-MAX_DOWNLOAD_BYTES = 64 << 20   # the largest MNIST file is 9.9 MB gzipped
 
 
 def resolve_data_dir(data_dir=None) -> str | None:
@@ -54,9 +71,10 @@ def resolve_data_dir(data_dir=None) -> str | None:
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/minikd``, or ``~/.cache/minikd`` when that is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "minikd"
+    """minikd's cache folder, ``pooch.os_cache("minikd")``: on Linux
+    ``$XDG_CACHE_HOME/minikd``, or ``~/.cache/minikd`` when that is unset."""
+    import pooch   # here, not at the top: pooch imports tqdm, which ``import minikd`` does not need
+    return Path(os.path.expanduser(pooch.os_cache("minikd")))
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -75,112 +93,64 @@ def _check_user_folder(folder: Path, flag: str) -> None:
                         f"that holds the four IDX files.")
 
 
-def _sha256_mismatch(data: bytes, name: str) -> str | None:
-    """None if ``data`` is MNIST's ``name``, else the actual digest."""
-    digest = hashlib.sha256(data).hexdigest()
-    return None if digest == MNIST_SHA256[name] else digest
-
-
-class _BadDownload(Exception):
-    """Bytes arrived but are not the file. ``retry``: could asking again help?"""
-
-    def __init__(self, reason: str, retry: bool):
-        super().__init__(reason)
-        self.retry = retry
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    """A few words for one failed attempt, as listed in the final error."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        if isinstance(exc.reason, BaseException):
-            return _describe(exc.reason, timeout)
-        return str(exc.reason)
-    if isinstance(exc, TimeoutError):
+def _why(exc: BaseException, timeout: float) -> str:
+    """A few words for one failed attempt (an exception of ``requests``, through pooch)."""
+    import requests
+    if isinstance(exc, requests.HTTPError):
+        return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    if isinstance(exc, requests.Timeout) or "timed out" in str(exc):
         return f"no answer within {timeout:g} s"
-    if isinstance(exc, HTTPException):
-        return f"connection broke off ({type(exc).__name__})"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "cut short: the connection closed before the whole file arrived"
+    # the operating system's words ("Connection refused", "Name or service not known"),
+    # a few links down the chain requests -> urllib3 -> socket
+    cause, seen = exc, set()
+    while isinstance(cause, BaseException) and id(cause) not in seen:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__ or getattr(cause, "reason", None)
     return str(exc)
 
 
-def _fetch(url: str, dest, timeout: float) -> None:
-    """Stream ``url`` into the open binary file ``dest``.
-
-    ``timeout`` bounds the connection and every read. A body shorter than its
-    Content-Length is refused, as is one longer than MAX_DOWNLOAD_BYTES.
-    """
-    request = urllib.request.Request(url, headers={"User-Agent": "minikd (python urllib)"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        declared = response.headers.get("Content-Length")
-        total = 0
-        while chunk := response.read(1 << 20):
-            total += len(chunk)
-            if total > MAX_DOWNLOAD_BYTES:
-                raise _BadDownload(f"over {MAX_DOWNLOAD_BYTES >> 20} MiB, not an MNIST file", retry=False)
-            dest.write(chunk)
-    if declared is not None and declared.isdigit() and total != int(declared):
-        raise _BadDownload(f"cut short: {total} of {declared} bytes arrived", retry=True)
-
-
-def _attempt(url: str, name: str, folder: Path, timeout: float) -> Path:
-    """One try: download into a temporary file in ``folder``, verify the SHA-256
-    of its decompressed content, and only then rename it to its final name.
-    Whatever happens, no temporary file is left behind."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise DataError(f"cannot write to the cache folder {folder} ({exc.strerror or exc}); "
-                        f"set XDG_CACHE_HOME to a writable folder or pass --data-dir DIR.") from None
-    try:
-        with os.fdopen(fd, "wb") as dest:
-            _fetch(url, dest, timeout)
-        raw = Path(tmp).read_bytes()
-        try:
-            data = _decompress(raw, url)
-        except DataError:
-            raise _BadDownload("damaged gzip data", retry=True) from None
-        if _sha256_mismatch(data, name):
-            raise _BadDownload("wrong SHA-256, not the published MNIST file", retry=False)
-        final = folder / (f"{name}.gz" if raw[:2] == GZIP_MAGIC else name)
-        os.replace(tmp, final)
-        return final
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _download_one(name: str, folder: Path, mirrors, timeout: float, retries: int) -> Path:
-    """Fetch ``name``.gz from the first mirror that serves it intact.
+def download_file(name: str, folder, mirrors=None, timeout: float = 30.0, retries: int = 2) -> Path:
+    """MNIST's ``name``.gz in ``folder``, fetched by pooch from the first mirror that
+    serves the published file; a copy already there with its SHA-256 is kept.
 
     Network failures (no answer, refused, cut short, HTTP 5xx) are retried
-    ``retries`` times per mirror, after 0.5 s, 1 s, ...; a 4xx answer or a
-    wrong checksum moves on to the next mirror at once.
+    ``retries`` times per mirror, after 0.5 s, 1 s, ...; a 4xx answer or a file
+    with the wrong SHA-256 moves on to the next mirror at once. Raises
+    DataError listing every URL tried and why it failed.
     """
+    import pooch
+    import requests
+    downloader = pooch.HTTPDownloader(timeout=timeout, chunk_size=1 << 16, progressbar=sys.stderr.isatty())
     tried = []
-    for base in mirrors:
+    for base in (MNIST_MIRRORS if mirrors is None else mirrors):
         url = base.rstrip("/") + f"/{name}.gz"
         reasons = []
         for attempt in range(max(0, int(retries)) + 1):
             if attempt:
                 time.sleep(0.5 * attempt)
             try:
-                return _attempt(url, name, folder, timeout)
-            except urllib.error.HTTPError as exc:
-                reasons.append(_describe(exc, timeout))
-                if exc.code < 500:
-                    break           # the mirror answered "no": asking again will not help
-            except _BadDownload as exc:
-                reasons.append(str(exc))
-                if not exc.retry:
-                    break
-            except (OSError, HTTPException) as exc:   # no answer, refused, reset
-                reasons.append(_describe(exc, timeout))
-            except ValueError as exc:                 # not a URL urllib can open
-                reasons.append(str(exc))
+                return Path(pooch.retrieve(url, known_hash=f"sha256:{MNIST_GZ_SHA256[name]}",
+                                           fname=f"{name}.gz", path=folder, downloader=downloader))
+            except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                    requests.exceptions.InvalidURL):
+                reasons.append("not an http(s) URL")
                 break
+            except requests.RequestException as exc:
+                reasons.append(_why(exc, timeout))
+                status = exc.response.status_code if exc.response is not None else None
+                if status is not None and status < 500:
+                    break           # the mirror answered "no": asking again will not help
+            except ValueError:      # pooch's hash check: the bytes arrived, and are not the file
+                reasons.append("wrong SHA-256, not the published MNIST file")
+                break
+            except OSError as exc:  # after requests' errors, which are OSErrors too: our disk
+                raise DataError(f"cannot write {name}.gz into the cache folder {folder} "
+                                f"({exc.strerror or exc}); set XDG_CACHE_HOME to a writable folder "
+                                f"or pass --data-dir DIR.") from None
         times = f" ({len(reasons)} attempts)" if len(reasons) > 1 else ""
         tried.append(f"{url}: {reasons[-1]}{times}")
     lines = "\n  ".join(tried) or "(no mirrors given)"
@@ -192,13 +162,13 @@ def _download_one(name: str, folder: Path, mirrors, timeout: float, retries: int
 
 
 def download_mnist(cache_dir, mirrors=None, timeout: float = 30.0, retries: int = 2) -> Path:
-    """Download the MNIST files missing from ``cache_dir/mnist``; return that folder.
+    """The four MNIST files in ``cache_dir/mnist``, each fetched by ``download_file``
+    unless the cache already holds the published file; returns that folder.
 
     mirrors: base URLs tried in order (default MNIST_MIRRORS). timeout: seconds
     for the connection and for each read. retries: extra attempts per mirror
-    after a network failure. Files already in the folder are left alone
-    (``load_dataset`` verifies them). Raises DataError when a file cannot be
-    had from any mirror (listing what was tried) or the folder is not writable.
+    after a network failure. Raises DataError when a file cannot be had from
+    any mirror (listing what was tried) or the folder is not writable.
     """
     folder = Path(cache_dir) / "mnist"
     try:
@@ -206,15 +176,15 @@ def download_mnist(cache_dir, mirrors=None, timeout: float = 30.0, retries: int 
     except OSError as exc:
         raise DataError(f"cannot create the cache folder {folder} ({exc.strerror or exc}); "
                         f"set XDG_CACHE_HOME to a writable folder or pass --data-dir DIR.") from None
-    mirrors = MNIST_MIRRORS if mirrors is None else tuple(mirrors)
-    for stale in folder.glob(".*.part"):   # left by a process killed mid-download
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"cannot write to the cache folder {folder}; "
+                        f"set XDG_CACHE_HOME to a writable folder or pass --data-dir DIR.")
+    for stale in folder.glob("tmp*"):   # pooch's temporary, left by a process killed mid-download
         try:
             if time.time() - stale.stat().st_mtime > 3600:
                 stale.unlink()
         except OSError:
-            pass                           # another process is using or removing it
+            pass                        # another process is using or removing it
     for name in MNIST_FILES:
-        if _find(folder, name) is None:
-            print(f"minikd: downloading {name}.gz into {folder}", file=sys.stderr)
-            _download_one(name, folder, mirrors, timeout, retries)
+        download_file(name, folder, mirrors, timeout, retries)
     return folder

@@ -1,8 +1,11 @@
 """Tests for minikd.data: IDX reading, where MNIST comes from, the downloader,
 the three datasets, batches, the validation split and the jitter.
 
-The downloader runs against a real HTTP server on 127.0.0.1 started here; no
-test touches the internet or the user's cache (see ``_isolated``).
+The downloader (pooch, with our mirrors and messages) runs against a real HTTP
+server on 127.0.0.1 started here; no test touches the internet or the user's
+cache (see ``_isolated``). The server publishes the shared MNIST copy, whose
+gzip bytes differ from the mirrors' files, so the tests that download give
+pooch that copy's digests (``published``): the check itself is pooch's.
 
 The real-MNIST tests read the folder in $MINIKD_DATA_DIR (CI sets it), else
 ../shared/data/mnist beside the repository. Without it they skip with a
@@ -27,7 +30,7 @@ from minikd.data import mnist as M
 from minikd.engine.backend import to_host
 from minikd.data import DataError, load_dataset, read_idx, to_float, train_val_split
 from minikd.data.augment import jitter, random_shifts, translate
-from minikd.data.mnist import MNIST_FILES, default_cache_dir, download_mnist, resolve_data_dir
+from minikd.data.mnist import MNIST_FILES, default_cache_dir, download_file, download_mnist, resolve_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
 MNIST_DIR = Path(os.environ.get("MINIKD_DATA_DIR") or REPO.parent / "shared" / "data" / "mnist")
@@ -83,10 +86,18 @@ def mnist_dir():
 
 
 def mnist_gz(name):
-    """The gzip bytes of one real MNIST file (compressed here if the copy is raw)."""
+    """The gzip bytes of one real MNIST file (compressed here, reproducibly, if the copy is raw)."""
     path = M._find(mnist_dir(), name)
     raw = path.read_bytes()
-    return raw if raw[:2] == I.GZIP_MAGIC else gzip.compress(raw)
+    return raw if raw[:2] == I.GZIP_MAGIC else gzip.compress(raw, mtime=0)
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """The test server's files are the published ones: pooch checks downloads
+    against the SHA-256 of ``mnist_gz`` instead of the real mirrors' digests."""
+    for name in MNIST_FILES:
+        monkeypatch.setitem(M.MNIST_GZ_SHA256, name, hashlib.sha256(mnist_gz(name)).hexdigest())
 
 
 def small_gz(name="t10k-labels-idx1-ubyte"):
@@ -137,15 +148,14 @@ def http_server():
         server.server_close()
 
 
-def cache_with_placeholders(tmp_path, keep_missing="t10k-labels-idx1-ubyte"):
-    """A cache whose mnist folder lacks only ``keep_missing``: download_mnist
-    leaves present files alone, so only that one file is fetched."""
+LABELS = "t10k-labels-idx1-ubyte"   # the smallest file: the one the failure tests fetch
+
+
+def cache_folder(tmp_path):
+    """An empty mnist folder in a cache of this test's own."""
     folder = tmp_path / "cache" / "mnist"
     folder.mkdir(parents=True)
-    for name in MNIST_FILES:
-        if name != keep_missing:
-            (folder / f"{name}.gz").write_bytes(b"placeholder")
-    return tmp_path / "cache", folder
+    return folder
 
 
 # --------------------------------------------------------------------------- IDX reader
@@ -373,7 +383,7 @@ def test_user_folder_is_never_modified(tmp_path, http_server):
 
 
 # --------------------------------------------------------------------------- downloader
-def test_download_into_cache_then_load_offline(tmp_path, http_server):
+def test_download_into_cache_then_load_offline(tmp_path, http_server, published):
     server, url = http_server({f"/m/{n}.gz": serve(mnist_gz(n)) for n in MNIST_FILES})
     ds = load_dataset("mnist", mirrors=[url + "/m/"], timeout=5, retries=0)
     assert len(ds.y_train) == 60000 and np.bincount(ds.y_test).tolist() == TEST_HIST
@@ -382,68 +392,93 @@ def test_download_into_cache_then_load_offline(tmp_path, http_server):
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in MNIST_FILES)
     assert len(server.requests) == 4
 
-    server.shutdown()  # the second load needs no network
-    again = load_dataset("mnist", download=False)
+    again = load_dataset("mnist", mirrors=[url + "/m/"])   # pooch's cache: its digests match, no request
+    assert len(server.requests) == 4
+    server.shutdown()  # and with the download off, no network at all
+    offline = load_dataset("mnist", download=False)
     np.testing.assert_array_equal(again.y_train, ds.y_train)
+    np.testing.assert_array_equal(offline.x_test, ds.x_test)
 
 
-def test_damaged_cache_file_is_replaced(tmp_path, http_server):
-    name = "t10k-labels-idx1-ubyte"
+def test_damaged_cache_file_is_replaced(tmp_path, http_server, published):
     server, url = http_server({f"/m/{n}.gz": serve(mnist_gz(n)) for n in MNIST_FILES})
     cache = tmp_path / "c"
     shutil.copytree(mnist_dir(), cache / "mnist")
-    for p in (cache / "mnist").glob(name + "*"):
+    for p in (cache / "mnist").glob(LABELS + "*"):
         p.write_bytes(p.read_bytes()[:100])  # truncated in the cache
     ds = load_dataset("mnist", cache_dir=cache, mirrors=[url + "/m/"], retries=0)
     assert np.bincount(ds.y_test).tolist() == TEST_HIST
-    assert server.requests == [f"/m/{name}.gz"]
+    assert server.requests == [f"/m/{LABELS}.gz"]
 
 
-def test_first_mirror_404_then_second(tmp_path, http_server):
+def test_cache_is_verified_when_the_download_is_off(tmp_path):
+    cache = tmp_path / "c"
+    folder = cache / "mnist"
+    folder.mkdir(parents=True)
+    for name in MNIST_FILES:
+        (folder / f"{name}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x00"))
+    with pytest.raises(DataError, match="is not MNIST's train-images-idx3-ubyte"):
+        load_dataset("mnist", cache_dir=cache, download=False)
+
+
+def test_first_mirror_404_then_second(tmp_path, http_server, published):
     body = small_gz()
-    server, url = http_server({"/good/t10k-labels-idx1-ubyte.gz": serve(body)})
-    cache, folder = cache_with_placeholders(tmp_path)
-    stale = folder / ".t10k-labels-idx1-ubyte.abc.part"  # as left by a killed download
+    server, url = http_server({f"/good/{LABELS}.gz": serve(body)})
+    folder = cache_folder(tmp_path)
+    got = download_file(LABELS, folder, mirrors=[url + "/bad/", url + "/good"], timeout=5, retries=2)
+    assert got == folder / f"{LABELS}.gz" and got.read_bytes() == body
+    # a 404 is not retried; the second mirror is asked once
+    assert server.requests == [f"/bad/{LABELS}.gz", f"/good/{LABELS}.gz"]
+    assert [p.name for p in folder.iterdir()] == [f"{LABELS}.gz"]   # nothing else written
+
+    assert download_file(LABELS, folder, mirrors=[url + "/good"]) == got   # cached: not asked again
+    assert len(server.requests) == 2
+
+
+def test_download_mnist_fetches_what_is_missing_and_clears_stale_temporaries(tmp_path, http_server,
+                                                                                 published):
+    server, url = http_server({f"/m/{n}.gz": serve(mnist_gz(n)) for n in MNIST_FILES})
+    folder = cache_folder(tmp_path)
+    for name in MNIST_FILES[:3]:
+        (folder / f"{name}.gz").write_bytes(mnist_gz(name))   # already in the cache
+    stale = folder / "tmpk2j4_x9c"                            # pooch's temporary, left by a killed download
     stale.write_bytes(b"half")
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    got = download_mnist(cache, mirrors=[url + "/bad/", url + "/good"], timeout=5, retries=2)
-    assert got == folder
-    assert (folder / "t10k-labels-idx1-ubyte.gz").read_bytes() == body
-    # a 404 is not retried; the second mirror is asked once
-    assert server.requests == ["/bad/t10k-labels-idx1-ubyte.gz", "/good/t10k-labels-idx1-ubyte.gz"]
-    assert not list(folder.glob(".*.part"))
+    fresh = folder / "tmp_in_use"                             # another process's download under way
+    fresh.write_bytes(b"in progress")
+    assert download_mnist(folder.parent, mirrors=[url + "/m/"], timeout=5, retries=0) == folder
+    assert server.requests == [f"/m/{LABELS}.gz"]
+    assert not stale.exists() and fresh.exists()
 
 
-def test_corrupted_body_fails_checksum_and_leaves_nothing(tmp_path, http_server):
+def test_corrupted_body_fails_checksum_and_leaves_nothing(tmp_path, http_server, published):
     raw = bytearray(gzip.decompress(small_gz()))
     raw[-1] = (raw[-1] + 1) % 10  # a valid IDX file with one wrong label
-    server, url = http_server({"/m/t10k-labels-idx1-ubyte.gz": serve(gzip.compress(bytes(raw)))})
-    cache, folder = cache_with_placeholders(tmp_path)
-    before = snapshot(folder)
+    server, url = http_server({f"/m/{LABELS}.gz": serve(gzip.compress(bytes(raw)))})
+    folder = cache_folder(tmp_path)
     with pytest.raises(DataError) as err:
-        download_mnist(cache, mirrors=[url + "/m/"], timeout=5, retries=2)
+        download_file(LABELS, folder, mirrors=[url + "/m/"], timeout=5, retries=2)
     assert "wrong SHA-256" in str(err.value) and url in str(err.value)
-    assert snapshot(folder) == before  # no partial, no unverified file
+    assert snapshot(folder) == {}  # no partial, no unverified file
     assert len(server.requests) == 1  # wrong bytes are not fetched again
 
 
-def test_response_cut_short(tmp_path, http_server):
+def test_response_cut_short(tmp_path, http_server, published):
     body = small_gz()
-    server, url = http_server({"/m/t10k-labels-idx1-ubyte.gz": serve(body[:len(body) // 2], len(body))})
-    cache, folder = cache_with_placeholders(tmp_path)
-    before = snapshot(folder)
+    server, url = http_server({f"/m/{LABELS}.gz": serve(body[:len(body) // 2], len(body))})
+    folder = cache_folder(tmp_path)
     with pytest.raises(DataError, match="cut short"):
-        download_mnist(cache, mirrors=[url + "/m/"], timeout=5, retries=0)
-    assert snapshot(folder) == before
+        download_file(LABELS, folder, mirrors=[url + "/m/"], timeout=5, retries=0)
+    assert snapshot(folder) == {}
 
 
-def test_cut_short_is_retried(tmp_path, http_server):
+def test_cut_short_is_retried(tmp_path, http_server, published):
     body = small_gz()
     answers = [serve(body[:100], len(body)), serve(body)]
-    server, url = http_server({"/m/t10k-labels-idx1-ubyte.gz": lambda h: answers.pop(0)(h)})
-    cache, folder = cache_with_placeholders(tmp_path)
-    download_mnist(cache, mirrors=[url + "/m/"], timeout=5, retries=1)
-    assert (folder / "t10k-labels-idx1-ubyte.gz").read_bytes() == body
+    server, url = http_server({f"/m/{LABELS}.gz": lambda h: answers.pop(0)(h)})
+    folder = cache_folder(tmp_path)
+    download_file(LABELS, folder, mirrors=[url + "/m/"], timeout=5, retries=1)
+    assert (folder / f"{LABELS}.gz").read_bytes() == body
     assert len(server.requests) == 2
 
 
@@ -452,36 +487,37 @@ def test_server_that_never_answers_times_out(tmp_path):
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # connections are accepted by the kernel; nothing ever replies
     url = f"http://127.0.0.1:{silent.getsockname()[1]}/m/"
-    cache, folder = cache_with_placeholders(tmp_path)
+    folder = cache_folder(tmp_path)
     try:
         t0 = time.perf_counter()
         with pytest.raises(DataError) as err:
-            download_mnist(cache, mirrors=[url], timeout=0.5, retries=0)
+            download_file(LABELS, folder, mirrors=[url], timeout=0.5, retries=0)
         assert time.perf_counter() - t0 < 5
     finally:
         silent.close()
     assert "no answer within 0.5 s" in str(err.value)
-    assert not list(folder.glob(".*.part"))
+    assert snapshot(folder) == {}
 
 
 def test_every_mirror_failing_says_what_was_tried(tmp_path, http_server):
-    server, url = http_server({"/err/t10k-labels-idx1-ubyte.gz": lambda h: h.send_error(503)})
+    server, url = http_server({f"/err/{LABELS}.gz": lambda h: h.send_error(503)})
     refused = socket.socket()
     refused.bind(("127.0.0.1", 0))
     dead = f"http://127.0.0.1:{refused.getsockname()[1]}/x/"  # bound, not listening: refused
-    cache, _ = cache_with_placeholders(tmp_path)
+    folder = cache_folder(tmp_path)
     try:
         with pytest.raises(DataError) as err:
-            download_mnist(cache, mirrors=[url + "/err/", dead, url + "/missing/", "nonsense"],
-                           timeout=2, retries=1)
+            download_file(LABELS, folder, mirrors=[url + "/err/", dead, url + "/missing/", "nonsense"],
+                          timeout=2, retries=1)
     finally:
         refused.close()
     message = str(err.value)
-    assert f"{url}/err/t10k-labels-idx1-ubyte.gz: HTTP 503" in message and "(2 attempts)" in message
-    assert f"{dead}t10k-labels-idx1-ubyte.gz" in message
-    assert f"{url}/missing/t10k-labels-idx1-ubyte.gz: HTTP 404" in message
-    assert "nonsense/t10k-labels-idx1-ubyte.gz: unknown url type" in message
+    assert f"{url}/err/{LABELS}.gz: HTTP 503" in message and "(2 attempts)" in message
+    assert f"{dead}{LABELS}.gz: Connection refused (2 attempts)" in message
+    assert f"{url}/missing/{LABELS}.gz: HTTP 404" in message
+    assert f"nonsense/{LABELS}.gz: not an http(s) URL" in message
     assert "--data-dir" in message and "--dataset digits" in message and "by hand" in message
+    assert snapshot(folder) == {}
 
 
 # --------------------------------------------------------------------------- digits
