@@ -130,3 +130,21 @@ def test_distillation_loss_is_logged_in_parts():
     student = Trainer(replace(cfg, name="student"), np, x_tr, y_tr, x_te, y_te)
     student.fit()
     assert student.history[0].hard_loss is None and student.history[0].soft_kl is None
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_float64_inputs_are_cast_once_on_both_steps(fast):
+    """X / 255.0 in a notebook is float64: the Trainer casts it once to the model's float32, so
+    both steps run (the fused one needs float32) and train exactly as on float32 rows."""
+    x_tr, y_tr, x_te, y_te = digits_arrays(np)
+    cfg = StageConfig("student", (64, 32, 10), epochs=2, batch_size=50, lr=0.1, lr_decay=0.95,
+                      momentum_ramp=3, init_std=0.1, image_shape=(8, 8))
+    as32 = Trainer(cfg, np, x_tr, y_tr, x_te, y_te, fast=fast)
+    as64 = Trainer(cfg, np, x_tr.astype(np.float64), y_tr, x_te.astype(np.float64), y_te, fast=fast)
+    assert (as64.step_impl is not None) == fast and as64.x_train.dtype == np.float32
+    as32.fit()
+    as64.fit()
+    for (l1, n1), (l2, n2) in zip(as32.model.parameters(), as64.model.parameters()):
+        np.testing.assert_array_equal(l1.params[n1], l2.params[n2])
+    with pytest.raises(ValueError, match="x_train has dtype uint8: give float rows"):
+        Trainer(cfg, np, (x_tr * 16).astype(np.uint8), y_tr, x_te, y_te)
