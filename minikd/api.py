@@ -150,7 +150,7 @@ def as_rows(x: ArrayLike, n_features: int,
                          f"(or x.reshape(1, -1)) for a batch of one")
     if x.dtype == np.uint8:
         if (x.ndim == 2 and x.shape[1] == d) or (x.ndim == 3 and image_shape and x.shape[1:] == image_shape):
-            return to_float(x)
+            return to_float(x) if x.shape[0] else np.zeros((0, d), dtype=np.float32)
         raise ValueError(f"this model takes {expected}; {got}")
     if x.dtype.kind == "f":
         if x.ndim == 3 and image_shape and x.shape[1:] == image_shape:
