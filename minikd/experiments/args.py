@@ -8,13 +8,16 @@ value and the range -- before any data is loaded or any epoch trained.
 from __future__ import annotations
 
 import argparse
-import errno
 import math
 import os
+import re
 import signal
 import sys
 from contextlib import contextmanager
-from pathlib import Path
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+
+from filelock import FileLock, Timeout
 
 from ..data import DataError, load_dataset
 from ..engine.backend import BackendError, get_backend
@@ -59,6 +62,24 @@ NON_NEGATIVE_INT = number(int, low=0)         # seeds of generators, warm-up epo
 POSITIVE_FLOAT = number(float, low=0, low_open=True)
 NON_NEGATIVE_FLOAT = number(float, low=0)
 DECAY_FACTOR = number(float, low=0, high=1, low_open=True)  # eps_t = eps_0 * d^t: 0 < d <= 1
+
+
+def bound_or_none(text):
+    """--grad-bound: a finite number > 0, or "none" (no bound: the paper's gradient).
+
+    Returns the float, or the string "none" -- so that a flag left out
+    (default None) still means "the profile's bound".
+    """
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return POSITIVE_FLOAT(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or none") from None
+
+
+bound_or_none.__name__ = "bound"  # what argparse names in its own messages
+bound_or_none.allowed = f"{POSITIVE_FLOAT.allowed}, or none"
 
 
 def check_loss_weights(p, hard_weight, soft_weight, *, hard_default=1.0):
@@ -127,11 +148,40 @@ def load_data_or_exit(args):
 
 
 # --------------------------------------------------------------------------- the output folder
-LOCK_NAME = ".minikd.lock"
+LOCK_NAME = ".minikd.lock"  # filelock's: held while a run writes in --out
+PID_NAME = ".minikd.pid"    # ours: the holder's pid, for the message a second run gets
+
+#: Every file a command writes in --out, one glob per path component (``*``
+#: never crosses a ``/``). The one list of what minikd owns there: a hidden
+#: temporary is removed only when it stands for one of these (and the tests
+#: check that the commands write nothing else).
+OUT_FILES = (
+    "results.json",                                            # every command
+    "teacher.npz", "student_seed*.npz", "distilled_seed*.npz",  # stage.checkpoint_path
+    "learning_curves.png",                                     # reproduce
+    "mythical_digit.csv", "mythical_digit.png",                # mythical_digit, and per experiment:
+    "omit*/distilled_seed*.npz", "only*/distilled_seed*.npz",
+    "sweep.csv", "sweep.png", "cells/T*_w*_s*.json",           # temperature_sweep
+    LOCK_NAME, PID_NAME,                                       # guarded_run
+)
+
+# checkpoints.atomic_write_bytes writes <name> through mkstemp(prefix=".<name>.", suffix=".tmp"):
+# the random middle is letters, digits and "_" (tempfile's alphabet), with no dot.
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp")
 
 
 class OutError(RuntimeError):
     """--out cannot be used (message is for the user)."""
+
+
+def written_by_minikd(relpath):
+    """Whether ``relpath`` (relative to --out, "/"-separated) is a file OUT_FILES lists."""
+    parts = PurePosixPath(relpath).parts
+    for pattern in OUT_FILES:
+        globs = pattern.split("/")
+        if len(globs) == len(parts) and all(map(fnmatchcase, parts, globs)):
+            return True
+    return False
 
 
 def check_out_dir(out):
@@ -156,43 +206,65 @@ def check_out_dir(out):
     return out
 
 
-def lock_out_dir(out):
-    """Hold an exclusive lock on ``out`` for as long as the returned file stays open.
+class OutLock:
+    """The hold ``lock_out_dir`` takes on a folder; ``close()`` gives it back."""
 
-    fcntl.flock: the kernel drops the lock when the process ends, however it
-    ends (SIGKILL included), so a killed run never leaves the folder locked.
-    Raises OutError when another process holds it. Without fcntl (Windows)
-    there is no lock.
+    def __init__(self, out):
+        self.lock = FileLock(str(Path(out) / LOCK_NAME))
+        self.pid_file = Path(out) / PID_NAME
+
+    def close(self):
+        # The pid goes first, while the lock still keeps every other run out.
+        self.pid_file.unlink(missing_ok=True)
+        self.lock.release()
+
+
+def lock_out_dir(out):
+    """Hold an exclusive lock on ``out`` until the returned OutLock is closed.
+
+    filelock takes an OS lock (flock on POSIX, msvcrt.locking on Windows), which
+    the OS drops when the process ends, however it ends (SIGKILL included), so
+    a killed run never leaves the folder locked. Raises OutError when another
+    process holds it, naming that process's pid. filelock owns the lock file
+    (it may truncate or delete it), so the pid is kept in a file of its own.
     """
+    held = OutLock(out)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        return None
-    path = Path(out) / LOCK_NAME
-    f = open(path, "a+")
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = held.pid_file.read_text().strip()
+        except OSError:
+            holder = ""
+        raise OutError(f"--out {out} is in use by another run ({holder or 'pid unknown'}); wait for it "
+                       f"to finish, or choose another --out")
     except OSError as exc:
-        f.seek(0)
-        holder = f.read().strip()
-        f.close()
-        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            raise OutError(f"--out {out} is in use by another run ({holder or 'pid unknown'}); wait for it "
-                           f"to finish, or choose another --out")
-        raise OutError(f"--out {out}: cannot lock {path} ({exc}); choose another --out")
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()}\n")
-    f.flush()
-    return f
+        raise OutError(f"--out {out}: cannot lock {held.lock.lock_file} ({exc}); choose another --out")
+    held.pid_file.write_text(f"pid {os.getpid()}\n")
+    return held
 
 
 def remove_stale_temporaries(out):
-    """Delete the ``.<name>.*.tmp`` files an earlier run left when it was killed
-    mid-write (checkpoints.atomic_write_bytes). Call only while holding the lock."""
+    """Delete the temporaries an earlier run left when it was killed mid-write.
+
+    Only minikd's own: ``.<name>.<random>.tmp`` (checkpoints.atomic_write_bytes)
+    where <name> is a file OUT_FILES lists, in ``out`` itself and in the
+    subfolders minikd creates there (omit3/, only78/, cells/). Nothing else
+    is touched: not another program's ``.session.tmp``, not any file in a
+    folder of the user's own. Call only while holding the lock.
+    """
+    out = Path(out)
+    subfolders = {pattern.split("/")[0] for pattern in OUT_FILES if "/" in pattern}
+    folders = [out] + [d for d in sorted(out.iterdir()) if any(fnmatchcase(d.name, g) for g in subfolders)
+                       and d.is_dir() and not d.is_symlink()]
     removed = []
-    for tmp in Path(out).rglob(".*.tmp"):
-        if tmp.is_file():
+    for folder in folders:
+        for tmp in sorted(folder.iterdir()):
+            match = TEMPORARY.fullmatch(tmp.name)
+            if match is None or tmp.is_symlink() or not tmp.is_file():
+                continue
+            if not written_by_minikd((tmp.parent / match["name"]).relative_to(out).as_posix()):
+                continue
             try:
                 tmp.unlink()
                 removed.append(tmp)
@@ -234,8 +306,7 @@ def guarded_run(out, *, how_to_continue):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if lock is not None:
-            lock.close()
+        lock.close()
 
 
 def _main_thread():

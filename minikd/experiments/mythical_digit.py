@@ -44,8 +44,8 @@ import numpy as np
 from ..data import to_float
 from ..engine.backend import to_device, to_host
 from ..train import count_test_errors, predict_logits, teacher_soft_targets
-from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, check_loss_weights, fail,
-                   guarded_run, load_data_or_exit, pick_backend_or_exit)
+from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, bound_or_none,
+                   check_loss_weights, fail, guarded_run, load_data_or_exit, pick_backend_or_exit)
 from .checkpoints import CheckpointError, atomic_write_text, load_teacher
 from .profiles import distill_config as _distill_config, profile_configs
 from .results import environment_info, save_figure, write_json
@@ -103,6 +103,10 @@ def parse_args(argv=None):
     p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
                    help="weight of the hard-label term (default: the profile's, 1)")
     p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0, help="weight of the T^2-scaled soft term")
+    p.add_argument("--grad-bound", type=bound_or_none, default=None, metavar="BOUND",
+                   help="the students' bound on each row's logit gradient, a number > 0 (default: the "
+                        "profile's, as reproduce.py: docs/stability.md), or 'none' for the paper's unbounded "
+                        "gradient")
     p.add_argument("--train-size", type=POSITIVE_INT, default=None,
                    help="use only the first N training images (smoke runs); the last sixth of them "
                         "(10,000 of 60,000) is the validation split either way")
@@ -373,7 +377,10 @@ def _run(args, argv, xp, dataset, specs):
     d, c = dataset.n_features, dataset.n_classes
     cfgs["teacher"] = replace(cfgs["teacher"], sizes=(d, args.teacher_width, args.teacher_width, c),
                               epochs=args.teacher_epochs or cfgs["teacher"].epochs)
-    cfgs["distilled"] = replace(_distill_config(args, dataset, cfgs), sizes=(d, args.width, args.width, c))
+    distilled = _distill_config(args, dataset, cfgs)
+    if args.grad_bound is not None:
+        distilled = replace(distilled, grad_bound=None if args.grad_bound == "none" else args.grad_bound)
+    cfgs["distilled"] = replace(distilled, sizes=(d, args.width, args.width, c))
     every = 10 if args.profile == "quick" else 50
     meta = run_meta(dataset, train_size=args.train_size, validation=True)
     run_kw = dict(resume=True, fast=not args.no_fast, checkpoint_every=every, eval_every=every)

@@ -27,7 +27,8 @@ import numpy as np
 from ..engine.layers import ReLU
 from ..engine.losses import softmax
 from ..train import Trainer, predict_logits, teacher_soft_targets
-from .args import add_common_args, fail, load_data_or_exit
+from .args import (NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, bound_or_none, fail,
+                   load_data_or_exit)
 from .checkpoints import CheckpointError, load_teacher
 from .profiles import profile_configs
 from .stage import prepare_arrays
@@ -62,21 +63,26 @@ def dead_fractions(model, x):
     return out
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, default_out="runs/stability")
     p.add_argument("--teacher", required=True, help="teacher checkpoint (e.g. runs/reproduce/teacher.npz)")
-    p.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--train-size", type=POSITIVE_INT, default=None, help="use only the first N training images")
     p.add_argument("--validation", action="store_true", help="evaluate on the held-out end of the training set")
-    p.add_argument("--profile-epochs", type=int, default=None,
+    p.add_argument("--profile-epochs", type=POSITIVE_INT, default=None,
                    help="the quick profile compressed to this many epochs (its schedule), default 70")
-    p.add_argument("--epochs", type=int, default=4, help="epochs to trace (default 4)")
-    p.add_argument("--lr", type=float, default=None, help="eps_0 (default: the profile's)")
-    p.add_argument("--lr-warmup", type=int, default=None, help="warm-up epochs (default: the profile's)")
-    p.add_argument("--grad-bound", default=None,
-                   help="bound on each row's logit gradient, or 'none' (default: the profile's)")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=4, help="epochs to trace (default 4)")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None, help="eps_0 (default: the profile's)")
+    p.add_argument("--lr-warmup", type=NON_NEGATIVE_INT, default=None,
+                   help="warm-up epochs (default: the profile's)")
+    p.add_argument("--grad-bound", type=bound_or_none, default=None, metavar="BOUND",
+                   help="bound on each row's logit gradient, a number > 0, or 'none' (default: the profile's)")
     p.add_argument("--student", action="store_true", help="trace the plain student (hard labels) instead")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     dataset = load_data_or_exit(args)
     arrays = prepare_arrays(dataset, np, train_size=args.train_size, validation=args.validation)
     try:
@@ -92,7 +98,7 @@ def main(argv=None):
     if args.lr_warmup is not None:
         cfg = replace(cfg, lr_warmup=args.lr_warmup)
     if args.grad_bound is not None and not args.student:
-        cfg = replace(cfg, grad_bound=None if args.grad_bound == "none" else float(args.grad_bound))
+        cfg = replace(cfg, grad_bound=None if args.grad_bound == "none" else args.grad_bound)
     g = gradient_sizes(soft, arrays["y_train"], cfgs["distilled"])
     print(f"inputs: mean pixel {float(arrays['x_train'].mean()):.3f}, "
           f"mean ||x|| {float(np.linalg.norm(arrays['x_train'], axis=1).mean()):.2f}")

@@ -83,7 +83,7 @@ def run_cell(payload, settings, cell):
             "sec_per_epoch": float(sum(h.sec for h in hist) / len(hist)),
             "wall_seconds": float(time.time() - t0), "backend": trainer.backend,
             "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "sizes": list(cfg.sizes)}
+            "sizes": list(cfg.sizes), "grad_bound": cfg.grad_bound}
 
 
 class DaskMissing(RuntimeError):

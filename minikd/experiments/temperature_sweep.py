@@ -10,7 +10,9 @@ The paper's two claims, tested here with the seed-to-seed noise measured:
 
 Every cell (T, width, seed) trains one 784-w-w-10 student on the teacher's soft
 targets (computed once, on the un-jittered training images) plus the hard
-labels. Cells run as independent tasks on a Dask cluster: a LocalCluster of
+labels, with the paper's unbounded gradient unless --grad-bound says otherwise:
+reproduce.py's bound acts on a row's whole gradient, whose size depends on T.
+Cells run as independent tasks on a Dask cluster: a LocalCluster of
 one-thread workers on this machine by default, or the scheduler at
 --scheduler ADDRESS (its workers need minikd importable: pip install -e .).
 Each finished cell is written to OUT/cells/<cell>.json at once, so a rerun
@@ -51,8 +53,8 @@ import numpy as np
 from ..data import to_float
 from ..engine.backend import to_host
 from ..train import count_test_errors, teacher_soft_targets
-from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, check_float_list,
-                   check_int_list, check_loss_weights, fail, guarded_run, load_data_or_exit,
+from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, bound_or_none,
+                   check_float_list, check_int_list, check_loss_weights, fail, guarded_run, load_data_or_exit,
                    pick_backend_or_exit)
 from .checkpoints import CheckpointError, atomic_write_text, load_teacher
 from .profiles import distill_config as _distill_config, profile_configs
@@ -89,6 +91,11 @@ def parse_args(argv=None):
                    help="weight of the hard-label term (default: the profile's, 1)")
     p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0, help="weight of the T^2-scaled soft term")
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=None, help="initial learning rate eps_0 (default: the profile's)")
+    p.add_argument("--grad-bound", type=bound_or_none, default="none", metavar="BOUND",
+                   help="bound on each student row's logit gradient, a number > 0, or 'none' (default none, "
+                        "where reproduce.py uses the profile's bound: the bound acts on the row's whole "
+                        "gradient, whose size depends on T, so it would confound the temperature-against-width "
+                        "claims this sweep tests)")
     p.add_argument("--train-size", type=POSITIVE_INT, default=None,
                    help="use only the first N training images (smoke runs)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -242,6 +249,7 @@ def _run(args, argv, xp, dataset):
     cfgs["teacher"] = replace(cfgs["teacher"], sizes=(d, args.teacher_width, args.teacher_width, c),
                               epochs=args.teacher_epochs or cfgs["teacher"].epochs)
     distill = _distill_config(args, dataset, cfgs)
+    distill = replace(distill, grad_bound=None if args.grad_bound == "none" else args.grad_bound)
 
     # The teacher (loaded, or trained here on the whole training set) and its
     # soft targets for every training image, computed once.

@@ -130,7 +130,7 @@ def test_damaged_teacher_is_refused_without_advice_to_delete_it(kind, good_check
     assert teacher.exists()
 
 
-def test_checkpoint_of_other_idx_data_is_refused_naming_both(digits, tmp_path, capsys):
+def test_checkpoint_of_other_idx_data_is_refused_naming_both(digits, tmp_path, capsys, no_health_check):
     """Two folders of 8x8 images, one pixel column apart: a checkpoint of one is
     not resumed on the other; --train-size still resumes on its own data."""
     a = write_idx(tmp_path / "A", digits.x_train, digits.y_train, digits.x_test, digits.y_test)
@@ -210,7 +210,7 @@ def test_out_that_cannot_be_written_is_refused_before_training(tmp_path, capsys,
         assert code == 1 and "cannot be written" in last_line(err)
 
 
-def test_rerun_without_resume_never_replaces_a_finished_checkpoint(tmp_path, capsys, monkeypatch):
+def test_rerun_without_resume_never_replaces_a_finished_checkpoint(tmp_path, capsys, monkeypatch, no_health_check):
     out = tmp_path / "r"
     assert run(reproduce, [*STUDENT1, "--out", str(out)], capsys)[0] == 0
     saved = out / "student_seed0.npz"
@@ -254,10 +254,11 @@ def test_a_second_run_on_the_same_out_is_refused(tmp_path, capsys, monkeypatch):
         assert code == 1 and "in use by another run" in last_line(err) and f"pid {os.getpid()}" in last_line(err)
     finally:
         held.close()
-    assert common.lock_out_dir(out) is not None  # released with its file
+    common.lock_out_dir(out).close()  # close() released it
 
 
 def test_a_killed_run_does_not_leave_the_folder_locked(tmp_path):
+    """The lock is the OS's (filelock: flock here), dropped when its holder dies, even by SIGKILL."""
     out = tmp_path / "k"
     out.mkdir()
     code = ("import sys, time; from minikd.experiments.args import lock_out_dir; "
@@ -265,24 +266,59 @@ def test_a_killed_run_does_not_leave_the_folder_locked(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(common.OutError, match="in use"):
+        with pytest.raises(common.OutError, match=f"in use by another run \\(pid {proc.pid}\\)"):
             common.lock_out_dir(out)
     finally:
-        proc.kill()
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
+    assert proc.returncode == -signal.SIGKILL
     common.lock_out_dir(out).close()  # SIGKILL released it
 
 
-def test_stale_temporaries_are_removed(good_checkpoint, tmp_path, capsys):
+# Stale temporaries: what checkpoints.atomic_write_bytes leaves when killed mid-write
+# (mkstemp's ".<name>.<8 random characters>.tmp"), and what other programs keep in --out.
+OURS = [".student_seed0.npz.k3j2h1ab.tmp", ".results.json.x_9qz0lm.tmp", ".learning_curves.png.abcdefgh.tmp",
+        "omit3/.distilled_seed1.npz.3kd93ls0.tmp", "only78/.distilled_seed0.npz.u2b7_x0q.tmp",
+        "cells/.T2.5_w30_s1.json.0a1b2c3d.tmp"]
+THEIRS = [".session.tmp",                        # another program's, in --out itself
+          "project/.draft.tmp",                  # in a folder of the user's own
+          "project/.results.json.abcdefgh.tmp",  # named like ours, but minikd never writes project/
+          "omit3/.draft.tmp",                    # in a folder of ours, but not a file minikd writes
+          ".notes.txt.abcdefgh.tmp",             # hidden and .tmp, but notes.txt is not minikd's
+          "notes.tmp"]
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, capsys, no_health_check):
     out = tmp_path / "s"
-    (out / "omit3").mkdir(parents=True)
-    stale = [out / ".student_seed0.npz.k3j2h1.tmp", out / "omit3" / ".results.json.x.tmp"]
-    for p in stale:
-        p.write_bytes(b"half a checkpoint")
-    keep = out / "notes.tmp"  # not one of ours: no leading dot
-    keep.write_text("mine")
+    for name in OURS + THEIRS:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"half a file")
     assert run(reproduce, [*STUDENT1, "--out", str(out)], capsys)[0] == 0
-    assert not any(p.exists() for p in stale) and keep.exists()
+    assert [n for n in OURS if (out / n).exists()] == []
+    assert [n for n in THEIRS if not (out / n).exists()] == []
+    assert (out / "project" / ".draft.tmp").read_bytes() == b"half a file"
+
+
+def test_the_cleanup_looks_only_where_minikd_writes(tmp_path):
+    """--out . or --out ~ must not walk a whole tree: a minikd-named temporary two folders
+    down, or in any folder minikd does not create, is left alone."""
+    deep = ["a/b/.results.json.abcdefgh.tmp", "cells/sub/.T2_w30_s0.json.abcdefgh.tmp",
+            "omit3/x/.distilled_seed0.npz.abcdefgh.tmp"]
+    for name in deep:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert common.remove_stale_temporaries(tmp_path) == []
+    assert all((tmp_path / n).exists() for n in deep)
+
+
+def test_written_by_minikd_names_exactly_minikds_files():
+    mine = ["results.json", "teacher.npz", "student_seed3.npz", "distilled_seed0.npz", "learning_curves.png",
+            "mythical_digit.csv", "omit3/distilled_seed0.npz", "only78/distilled_seed2.npz", "sweep.png",
+            "cells/T2.5_w30_s1.json", ".minikd.lock", ".minikd.pid"]
+    other = ["session", "draft", "project/results.json", "omit3/results.json", "cells/notes.json",
+             "omit3/x/distilled_seed0.npz", "teacher.npz/x", "notes.txt"]
+    assert [p for p in mine if not common.written_by_minikd(p)] == []
+    assert [p for p in other if common.written_by_minikd(p)] == []
 
 
 @pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

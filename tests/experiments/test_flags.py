@@ -1,14 +1,17 @@
 """Every numeric flag of every command is range-checked at parse time: exit 2,
-and a message naming the flag, the value and the allowed range (issue 19)."""
+and a message naming the flag, the value and the allowed range (issue 19;
+stability.py and --grad-bound everywhere: issue 23)."""
 import argparse
 
 import pytest
 
 from minikd.experiments import args as common
-from minikd.experiments import agreement, bench, mythical_digit, reproduce, temperature_sweep
+from minikd.experiments import agreement, bench, mythical_digit, reproduce, stability, temperature_sweep
 
 COMMANDS = {"reproduce": reproduce, "bench": bench, "mythical_digit": mythical_digit,
-            "temperature_sweep": temperature_sweep}
+            "temperature_sweep": temperature_sweep, "stability": stability}
+BAD_BOUNDS = [("--grad-bound", "0"), ("--grad-bound", "-1"), ("--grad-bound", "nan"), ("--grad-bound", "inf"),
+              ("--grad-bound", "abc"), ("--grad-bound", "")]
 
 BAD = {
     "reproduce": [
@@ -19,7 +22,7 @@ BAD = {
         ("--lr-decay", "-1"), ("--lr-decay", "0"), ("--lr-decay", "1.5"), ("--lr-decay", "nan"),
         ("--lr-warmup", "-5"), ("--lr-warmup", "1.5"),
         ("--max-norm", "0"), ("--max-norm", "-1"), ("--max-norm", "nan"),
-        ("--checkpoint-every", "0"), ("--eval-every", "0"), ("--eval-every", "-2"),
+        ("--checkpoint-every", "0"), ("--eval-every", "0"), ("--eval-every", "-2"), *BAD_BOUNDS,
     ],
     "bench": [("--seed", "-1"), ("--train-size", "0"), ("--reps", "0"), ("--warmup", "-1"),
               ("--settle", "-1"), ("--settle", "nan")],
@@ -27,13 +30,17 @@ BAD = {
         ("--seed", "-2"), ("--teacher-epochs", "0"), ("--teacher-width", "0"), ("--width", "0"),
         ("--epochs", "0"), ("--seeds", "0"), ("--lr", "0"), ("--lr", "nan"), ("--temperature", "0"),
         ("--temperature", "nan"), ("--hard-weight", "-1"), ("--soft-weight", "-1"), ("--train-size", "0"),
+        *BAD_BOUNDS,
     ],
     "temperature_sweep": [
         ("--seed", "-1"), ("--seeds", "0"), ("--epochs", "0"), ("--teacher-epochs", "0"),
         ("--teacher-width", "0"), ("--hard-weight", "-1"), ("--soft-weight", "nan"), ("--lr", "-1"),
         ("--train-size", "0"), ("--workers", "0"), ("--temperatures", "1,nan"), ("--temperatures", "0,2"),
-        ("--temperatures", "-2"), ("--temperatures", "inf"), ("--widths", "0,30"),
+        ("--temperatures", "-2"), ("--temperatures", "inf"), ("--widths", "0,30"), *BAD_BOUNDS,
     ],
+    "stability": [("--seed", "-1"), ("--train-size", "0"), ("--train-size", "2.5"), ("--profile-epochs", "0"),
+                  ("--epochs", "0"), ("--epochs", "-3"), ("--lr", "0"), ("--lr", "nan"), ("--lr", "abc"),
+                  ("--lr-warmup", "-1"), *BAD_BOUNDS],
 }
 CASES = [(cmd, flag, value) for cmd, cases in BAD.items() for flag, value in cases]
 
@@ -46,7 +53,8 @@ def refusal(module, argv, capsys):
 
 @pytest.mark.parametrize("cmd,flag,value", CASES, ids=[f"{c}{f}={v}" for c, f, v in CASES])
 def test_out_of_range_value_is_refused_naming_flag_value_and_range(cmd, flag, value, capsys):
-    code, err = refusal(COMMANDS[cmd], [flag, value], capsys)
+    code, err = refusal(COMMANDS[cmd], [flag, value, "--teacher", "t.npz"][:4 if cmd == "stability" else 2],
+                        capsys)
     assert code == 2
     line = err.strip().splitlines()[-1]
     shown = {"1,nan": "nan", "0,2": "0", "0,30": "0"}.get(value, value)  # a list names its bad items
@@ -85,11 +93,45 @@ def test_edge_values_inside_the_range_are_accepted():
     assert bench.parse_args(["--warmup", "0", "--settle", "0"]).warmup == 0
 
 
+def grad_bound_type(module):
+    parsers = []
+
+    def capture(self, *a, **k):
+        parsers.append(self)
+        raise _Captured
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(argparse.ArgumentParser, "parse_args", capture)
+        with pytest.raises(_Captured):
+            module.parse_args([])
+    [action] = [a for a in parsers[0]._actions if "--grad-bound" in a.option_strings]
+    return action.type
+
+
+@pytest.mark.parametrize("cmd", ["reproduce", "mythical_digit", "temperature_sweep", "stability"])
+def test_every_grad_bound_is_the_one_in_args(cmd):
+    """One parser for --grad-bound, so every command accepts and refuses the same values, and
+    its refusal names both answers (a number > 0, or none)."""
+    assert grad_bound_type(COMMANDS[cmd]) is common.bound_or_none
+
+
+@pytest.mark.parametrize("cmd", ["reproduce", "mythical_digit", "temperature_sweep", "stability"])
+def test_grad_bound_takes_a_number_or_none(cmd):
+    parse = COMMANDS[cmd].parse_args
+    teacher = ["--teacher", "t.npz"] if cmd == "stability" else []
+    assert parse([*teacher, "--grad-bound", "0.5"]).grad_bound == 0.5
+    assert parse([*teacher, "--grad-bound", "none"]).grad_bound == "none"
+    assert parse([*teacher, "--grad-bound", " None"]).grad_bound == "none"
+    # Left out: the profile's bound (None, resolved later) -- except the sweep, unbounded by
+    # default because the bound's effect depends on T, the very thing the sweep varies.
+    assert parse(teacher).grad_bound == ("none" if cmd == "temperature_sweep" else None)
+
+
 class _Captured(Exception):
     pass
 
 
-@pytest.mark.parametrize("module", [reproduce, bench, mythical_digit, temperature_sweep, agreement],
+@pytest.mark.parametrize("module", [reproduce, bench, mythical_digit, temperature_sweep, stability, agreement],
                          ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_no_numeric_flag_is_left_unchecked(module, monkeypatch):
     """Every flag of type int or float goes through args.number: a new flag
@@ -118,3 +160,6 @@ def test_number_helper_states_the_range():
             parse(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
         common.POSITIVE_INT("2.5")
+    assert common.bound_or_none("2") == 2.0 and common.bound_or_none("NONE") == "none"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be a finite number > 0, or none"):
+        common.bound_or_none("0")
