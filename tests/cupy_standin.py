@@ -31,6 +31,28 @@ It behaves like CuPy where a NumPy-only habit would break on a GPU:
   grows with the number of steps.
 * indexing returns views for 0-d results too (``a[0]`` is a 0-d array, as
   in CuPy, not a Python number).
+* ``out=`` is honoured wherever the stand-in accepts it (elementwise functions,
+  reductions, ``concatenate``/``stack``, random draws): the result is written
+  into ``out`` and ``out`` is returned, as in CuPy.
+
+It counts the kernel launches a real GPU would see, in ``LAUNCHES`` by kind;
+``launches()`` is the total. The rule (issue 24):
+
+* one count per call that launches a kernel: elementwise operations (in-place
+  ones included, a copy into a slice, ``fill``), reductions (``sum``, ``max``,
+  ``argmax``, ...), products (``@``, ``matmul``), random draws, fancy-index
+  gathers and scatters, a copying ``astype`` (or ``copy``, or a ``reshape``
+  that must copy), ``zeros``/``ones``/``empty``/``full`` (and ``*_like``,
+  ``arange``), ``concatenate``/``stack``, ``argsort``;
+* views cost nothing: ``.T``, ``transpose``, basic slices and integer indexing,
+  ``reshape``/``ravel`` that need no copy, ``as_strided``, and
+  ``astype(copy=False)`` when it does not copy. They are counted apart, in
+  ``VIEWS``, for whoever wants to see them;
+* a host-to-device copy (``asarray`` of a NumPy array) is a transfer, not a
+  kernel: counted in ``TRANSFERS``, as device-to-host reads are in ``READS``.
+
+``SITES``, when ``trace_sites(True)`` is on, counts launches by the line of the
+calling code (file:line function) -- where the launches of a step come from.
 
 The numbers come from NumPy underneath; the random streams come from NumPy's
 SFC64 (CuPy's default is XORWOW: a stream differs from CuPy's, but, like
@@ -42,7 +64,8 @@ nothing in minikd knows about it)::
     python tests/cupy_standin.py scripts/reproduce.py --backend cupy ...
     python tests/cupy_standin.py -m pytest tests -k cupy
 
-At exit it prints ``CUPY_STANDIN_READS {json}`` on stderr.
+At exit it prints ``CUPY_STANDIN_READS {json}`` and ``CUPY_STANDIN_LAUNCHES {json}``
+on stderr.
 """
 from __future__ import annotations
 
@@ -57,7 +80,13 @@ import numpy
 API_DIR = Path(__file__).resolve().with_name("cupy_api")
 META = json.loads((API_DIR / "meta.json").read_text())
 READS = collections.Counter()
+LAUNCHES = collections.Counter()   # kernel launches by kind (the counting rule in the docstring)
+VIEWS = collections.Counter()      # calls that make a view: free on a GPU, counted apart
+TRANSFERS = collections.Counter()  # host-to-device copies
+SITES = collections.Counter()      # launches by calling line, while trace_sites(True)
+_TRACE = [False]
 PRIVATE = "_standin"   # the prefix of the stand-in's own (private) attributes
+_HERE = str(Path(__file__).resolve())
 
 
 def real_names(what):
@@ -70,8 +99,37 @@ def reads():
     return READS.total()
 
 
+def launches():
+    """Kernel launches so far (all kinds), by the counting rule of the module's docstring."""
+    return LAUNCHES.total()
+
+
+def trace_sites(on=True):
+    """Count launches by calling line in ``SITES`` from now on (``on=False`` stops it)."""
+    _TRACE[0] = bool(on)
+
+
 def _count(kind):
     READS[kind] += 1
+
+
+def _launch(kind):
+    LAUNCHES[kind] += 1
+    if _TRACE[0]:
+        f = sys._getframe(1)
+        while f is not None and f.f_code.co_filename == _HERE:
+            f = f.f_back
+        if f is not None:
+            SITES[f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}"] += 1
+
+
+def _view(kind):
+    VIEWS[kind] += 1
+
+
+def _copied(result, source):
+    """Whether NumPy had to copy ``source`` to make ``result`` (else it is a view)."""
+    return not numpy.may_share_memory(result, source)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -85,6 +143,12 @@ def _unwrap(v):
     if isinstance(v, _SCALARS) or v is None:
         return v
     raise TypeError(f"Unsupported type {type(v)}")  # CuPy's words for a host operand
+
+
+def _is_fancy(key):
+    """Whether an (unwrapped) index gathers (an array or list in it) rather than slices."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return any(isinstance(k, (numpy.ndarray, list)) for k in keys)
 
 
 def _unwrap_index(key):
@@ -104,23 +168,49 @@ def _wrap(r):
     return ndarray._standin_of(numpy.asarray(r))
 
 
-def _binary(op):
+def _binary(op, kind="elementwise"):
     def method(self, other):
+        _launch(kind)
         return _wrap(op(self._standin_host, _unwrap(other)))
     return method
 
 
-def _reflected(op):
+def _reflected(op, kind="elementwise"):
     def method(self, other):
+        _launch(kind)
         return _wrap(op(_unwrap(other), self._standin_host))
     return method
 
 
 def _inplace(op):
     def method(self, other):
+        _launch("elementwise")
         op(self._standin_host, _unwrap(other), out=self._standin_host)
         return self
     return method
+
+
+def _into(out, host):
+    """``host`` (a NumPy result) as a device array, written into ``out`` when one is given."""
+    if out is None:
+        return _wrap(host)
+    if not isinstance(out, ndarray):
+        raise TypeError(f"out must be a cupy.ndarray, got {type(out)}")
+    if out.shape != numpy.shape(host):
+        raise ValueError(f"out has shape {out.shape}, the result has {numpy.shape(host)}")
+    out._standin_host[...] = host
+    return out
+
+
+def _reduce(method, a, out, **kwargs):
+    """One reduction kernel: NumPy's ``method`` of ``a``, into ``out`` if given."""
+    _launch("reduction")
+    if out is None:
+        return _wrap(getattr(a, method)(**kwargs))
+    if not isinstance(out, ndarray):
+        raise TypeError(f"out must be a cupy.ndarray, got {type(out)}")
+    getattr(a, method)(out=out._standin_host, **kwargs)
+    return out
 
 
 class ndarray:
@@ -205,7 +295,11 @@ class ndarray:
     strides = property(lambda self: self._standin_host.strides)
     itemsize = property(lambda self: self._standin_host.itemsize)
     nbytes = property(lambda self: self._standin_host.nbytes)
-    T = property(lambda self: _wrap(self._standin_host.T))
+
+    @property
+    def T(self):
+        _view("T")
+        return _wrap(self._standin_host.T)
 
     def __len__(self):
         return len(self._standin_host)
@@ -222,7 +316,7 @@ class ndarray:
     __truediv__, __rtruediv__ = _binary(numpy.true_divide), _reflected(numpy.true_divide)
     __floordiv__, __rfloordiv__ = _binary(numpy.floor_divide), _reflected(numpy.floor_divide)
     __pow__, __rpow__ = _binary(numpy.power), _reflected(numpy.power)
-    __matmul__, __rmatmul__ = _binary(numpy.matmul), _reflected(numpy.matmul)
+    __matmul__, __rmatmul__ = _binary(numpy.matmul, "matmul"), _reflected(numpy.matmul, "matmul")
     __and__, __or__ = _binary(numpy.logical_and), _binary(numpy.logical_or)
     __lt__, __le__ = _binary(numpy.less), _binary(numpy.less_equal)
     __gt__, __ge__ = _binary(numpy.greater), _binary(numpy.greater_equal)
@@ -231,79 +325,104 @@ class ndarray:
     __imul__, __itruediv__ = _inplace(numpy.multiply), _inplace(numpy.true_divide)
 
     def __neg__(self):
+        _launch("elementwise")
         return _wrap(-self._standin_host)
 
     def __abs__(self):
+        _launch("elementwise")
         return _wrap(numpy.abs(self._standin_host))
 
     def __invert__(self):
+        _launch("elementwise")
         return _wrap(~self._standin_host)
 
     def __getitem__(self, key):
         key = _unwrap_index(key)
+        if _is_fancy(key):
+            _launch("gather")
+        else:
+            _view("index")
         key = key if isinstance(key, tuple) else (key,)
         if not any(k is Ellipsis for k in key):
             key = key + (Ellipsis,)   # a 0-d result stays a view (an array), as in CuPy
         return _wrap(self._standin_host[key])
 
     def __setitem__(self, key, value):
-        self._standin_host[_unwrap_index(key)] = _unwrap(value)
+        key = _unwrap_index(key)
+        _launch("scatter" if _is_fancy(key) else "copy")
+        self._standin_host[key] = _unwrap(value)
 
     # methods (CuPy's signatures)
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
-        return _wrap(self._standin_host.astype(dtype, order=order, copy=copy))
+        host = self._standin_host.astype(dtype, order=order, copy=copy)
+        if host is self._standin_host:
+            _view("astype")
+            return self
+        _launch("copy")
+        return _wrap(host)
 
     def reshape(self, *shape, order="C"):
-        return _wrap(self._standin_host.reshape(*shape, order=order))
+        host = self._standin_host.reshape(*shape, order=order)
+        _launch("copy") if _copied(host, self._standin_host) else _view("reshape")
+        return _wrap(host)
 
     def ravel(self, order="C"):
-        return _wrap(self._standin_host.ravel(order=order))
+        host = self._standin_host.ravel(order=order)
+        _launch("copy") if _copied(host, self._standin_host) else _view("ravel")
+        return _wrap(host)
 
     def transpose(self, *axes):
+        _view("transpose")
         return _wrap(self._standin_host.transpose(*axes))
 
     def copy(self, order="C"):
+        _launch("copy")
         return _wrap(self._standin_host.copy(order=order))
 
     def fill(self, value):
+        _launch("elementwise")
         self._standin_host.fill(_unwrap(value))
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
-        return _wrap(self._standin_host.sum(axis=axis, dtype=dtype, keepdims=keepdims))
+        return _reduce("sum", self._standin_host, out, axis=axis, dtype=dtype, keepdims=keepdims)
 
     def mean(self, axis=None, dtype=None, out=None, keepdims=False):
-        return _wrap(self._standin_host.mean(axis=axis, dtype=dtype, keepdims=keepdims))
+        return _reduce("mean", self._standin_host, out, axis=axis, dtype=dtype, keepdims=keepdims)
 
     def max(self, axis=None, out=None, keepdims=False):
-        return _wrap(self._standin_host.max(axis=axis, keepdims=keepdims))
+        return _reduce("max", self._standin_host, out, axis=axis, keepdims=keepdims)
 
     def min(self, axis=None, out=None, keepdims=False):
-        return _wrap(self._standin_host.min(axis=axis, keepdims=keepdims))
+        return _reduce("min", self._standin_host, out, axis=axis, keepdims=keepdims)
 
     def argmax(self, axis=None, out=None, dtype=None, keepdims=False):
-        return _wrap(self._standin_host.argmax(axis=axis, keepdims=keepdims))
+        return _reduce("argmax", self._standin_host, out, axis=axis, keepdims=keepdims)
 
     def argmin(self, axis=None, out=None, dtype=None, keepdims=False):
-        return _wrap(self._standin_host.argmin(axis=axis, keepdims=keepdims))
+        return _reduce("argmin", self._standin_host, out, axis=axis, keepdims=keepdims)
 
     def argsort(self, axis=-1, kind=None):
+        _launch("sort")
         return _wrap(self._standin_host.argsort(axis=axis, kind="stable"))  # CuPy's sort is stable
 
     def all(self, axis=None, out=None, keepdims=False):
-        return _wrap(self._standin_host.all(axis=axis, keepdims=keepdims))
+        return _reduce("all", self._standin_host, out, axis=axis, keepdims=keepdims)
 
     def any(self, axis=None, out=None, keepdims=False):
-        return _wrap(self._standin_host.any(axis=axis, keepdims=keepdims))
+        return _reduce("any", self._standin_host, out, axis=axis, keepdims=keepdims)
 
 
 ndarray.__module__ = META["module_of"]["cupy.ndarray"]
 
 
 # --------------------------------------------------------------------------- functions
-def _elementwise(f):
+def _elementwise(f, kind="elementwise"):
     def g(*args, out=None, **kwargs):
+        _launch(kind)
         if out is not None:
-            f(*(_unwrap(a) for a in args), out=_unwrap(out), **kwargs)
+            if not isinstance(out, ndarray):
+                raise TypeError(f"out must be a cupy.ndarray, got {type(out)}")
+            f(*(_unwrap(a) for a in args), out=out._standin_host, **kwargs)
             return out
         return _wrap(f(*(_unwrap(a) for a in args), **kwargs))
     g.__name__ = f.__name__
@@ -314,7 +433,9 @@ def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
     if isinstance(a, ndarray):
         return a if dtype is None else a.astype(dtype, copy=False)
     if isinstance(a, (list, tuple)) and any(isinstance(v, ndarray) for v in a):
+        _launch("concatenate")   # CuPy stacks device values on the device
         return _wrap(numpy.array([_unwrap(v) for v in a], dtype=dtype))
+    TRANSFERS["asarray"] += 1
     return _wrap(numpy.array(a, dtype=dtype))   # from the host: a copy, as in CuPy
 
 
@@ -330,14 +451,17 @@ def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
 
 
 def zeros(shape, dtype=float, order="C"):
+    _launch("alloc")
     return _wrap(numpy.zeros(shape, dtype=dtype, order=order))
 
 
 def ones(shape, dtype=float, order="C"):
+    _launch("alloc")
     return _wrap(numpy.ones(shape, dtype=dtype, order=order))
 
 
 def empty(shape, dtype=float, order="C"):
+    _launch("alloc")   # the rule counts it, though CuPy's empty only allocates
     out = numpy.empty(shape, dtype=dtype, order=order)
     if out.dtype.kind == "f":
         out.fill(numpy.nan)   # device memory is not zeroed: code must not rely on it
@@ -345,41 +469,47 @@ def empty(shape, dtype=float, order="C"):
 
 
 def full(shape, fill_value, dtype=None, order="C"):
+    _launch("alloc")
     return _wrap(numpy.full(shape, _unwrap(fill_value), dtype=dtype, order=order))
 
 
 def zeros_like(a, dtype=None, order="K", subok=None, shape=None):
+    _launch("alloc")
     return _wrap(numpy.zeros_like(_unwrap(a), dtype=dtype, shape=shape))
 
 
 def ones_like(a, dtype=None, order="K", subok=None, shape=None):
+    _launch("alloc")
     return _wrap(numpy.ones_like(_unwrap(a), dtype=dtype, shape=shape))
 
 
 def arange(start, stop=None, step=1, dtype=None):
+    _launch("alloc")
     if stop is None:
         return _wrap(numpy.arange(start, dtype=dtype))
     return _wrap(numpy.arange(start, stop, step, dtype=dtype))
 
 
 def concatenate(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    return _wrap(numpy.concatenate([_unwrap(a) for a in tup], axis=axis, dtype=dtype, casting=casting))
+    _launch("concatenate")
+    return _into(out, numpy.concatenate([_unwrap(a) for a in tup], axis=axis, dtype=dtype, casting=casting))
 
 
 def stack(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
-    return _wrap(numpy.stack([_unwrap(a) for a in tup], axis=axis, dtype=dtype, casting=casting))
+    _launch("concatenate")
+    return _into(out, numpy.stack([_unwrap(a) for a in tup], axis=axis, dtype=dtype, casting=casting))
 
 
 def sum(a, axis=None, dtype=None, out=None, keepdims=False):  # noqa: A001 (CuPy's name)
-    return asarray(a).sum(axis=axis, dtype=dtype, keepdims=keepdims)
+    return asarray(a).sum(axis=axis, dtype=dtype, out=out, keepdims=keepdims)
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False):
-    return asarray(a).mean(axis=axis, dtype=dtype, keepdims=keepdims)
+    return asarray(a).mean(axis=axis, dtype=dtype, out=out, keepdims=keepdims)
 
 
 def argmax(a, axis=None, dtype=None, out=None, keepdims=False):
-    return a.argmax(axis=axis, keepdims=keepdims)
+    return a.argmax(axis=axis, out=out, keepdims=keepdims)
 
 
 def _memory_pool():
@@ -405,15 +535,23 @@ class Generator:
         self._standin_gen = numpy.random.Generator(bit_generator._standin_bits)
 
     def random(self, size=None, dtype=numpy.float64, out=None):
-        return _wrap(self._standin_gen.random(size, dtype=dtype))
+        _launch("random")
+        if out is not None:
+            size = out.shape if size is None else size
+        return _into(out, self._standin_gen.random(size, dtype=dtype))
 
     def standard_normal(self, size=None, dtype=numpy.float64, out=None):
-        return _wrap(self._standin_gen.standard_normal(size, dtype=dtype))
+        _launch("random")
+        if out is not None:
+            size = out.shape if size is None else size
+        return _into(out, self._standin_gen.standard_normal(size, dtype=dtype))
 
     def integers(self, low, high=None, size=None, dtype=numpy.int64, endpoint=False):
+        _launch("random")
         return _wrap(self._standin_gen.integers(low, high, size=size, dtype=dtype, endpoint=endpoint))
 
     def uniform(self, low=0.0, high=1.0, size=None, dtype=numpy.float64):
+        _launch("random")
         return _wrap(self._standin_gen.uniform(low, high, size).astype(dtype, copy=False))
 
 
@@ -445,6 +583,7 @@ def _device_properties(device):
 
 
 def as_strided(x, shape=None, strides=None):
+    _view("as_strided")
     return _wrap(numpy.lib.stride_tricks.as_strided(_unwrap(x), shape=shape, strides=strides))
 
 
@@ -458,8 +597,9 @@ def _submodule(name, **attrs):
 
 def _build():
     elementwise = {name: _elementwise(getattr(numpy, name)) for name in (
-        "exp", "log", "sqrt", "abs", "absolute", "sign", "maximum", "minimum", "matmul", "clip",
+        "exp", "log", "sqrt", "abs", "absolute", "sign", "maximum", "minimum", "clip",
         "isfinite", "negative", "divide", "true_divide", "where")}
+    elementwise["matmul"] = _elementwise(numpy.matmul, "matmul")
     random = _submodule("cupy.random", default_rng=default_rng, Generator=Generator, XORWOW=XORWOW)
     runtime = _submodule("cupy.cuda.runtime", getDeviceCount=lambda: 1,
                          getDeviceProperties=_device_properties)
@@ -471,6 +611,7 @@ def _build():
         asarray=asarray, array=array, asnumpy=asnumpy, zeros=zeros, ones=ones, empty=empty, full=full,
         zeros_like=zeros_like, ones_like=ones_like, arange=arange, concatenate=concatenate, stack=stack, sum=sum, mean=mean,
         argmax=argmax, get_default_memory_pool=_memory_pool(), random=random, cuda=cuda, lib=lib,
+        _standin_launches=launches,
         newaxis=None, dtype=numpy.dtype, bool_=numpy.bool_, uint8=numpy.uint8, int32=numpy.int32,
         int64=numpy.int64, float32=numpy.float32, float64=numpy.float64, **elementwise)
     return module, {"cupy": module, "cupy.random": random, "cupy.cuda": cuda, "cupy.cuda.runtime": runtime,
@@ -525,7 +666,8 @@ def _main(argv):
         print(__doc__.split("\n\n")[0], file=sys.stderr)
         return 2
     install()
-    atexit.register(lambda: print("CUPY_STANDIN_READS " + json.dumps({"total": reads(), **READS}),
+    atexit.register(lambda: print("CUPY_STANDIN_READS " + json.dumps({"total": reads(), **READS}) + "\n"
+                                  + "CUPY_STANDIN_LAUNCHES " + json.dumps({"total": launches(), **LAUNCHES}),
                                   file=sys.stderr, flush=True))
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]

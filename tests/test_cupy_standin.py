@@ -89,6 +89,55 @@ def test_host_arrays_are_refused_and_reads_are_counted(cp):
     assert x[0].shape == (3,) and type(x[0, 0]) is cp.ndarray  # 0-d results are arrays, as in CuPy
 
 
+def test_the_launch_counter_follows_the_rule_on_a_fixed_snippet(cp):
+    """Issue 24's rule: one count per call that launches a kernel; views and reads count nothing."""
+    rng = cp.random.default_rng(0)
+    launches, kinds, views, reads = (cupy_standin.launches(), cupy_standin.LAUNCHES.copy(),
+                                     cupy_standin.VIEWS.total(), cupy_standin.reads())
+    x = cp.ones((4, 3), dtype=cp.float32)              # 1 alloc
+    w = rng.standard_normal((3, 2), dtype=cp.float32)  # 1 random
+    y = x @ w                                          # 1 matmul
+    y += 1.0                                           # 1 elementwise, in place
+    y = cp.maximum(y, 0.0)                             # 1 elementwise
+    b = y.sum(axis=0)                                  # 1 reduction
+    rows = cp.arange(2)                                # 1 alloc
+    g = y[rows]                                        # 1 gather
+    y[rows, 0] = 0.0                                   # 1 scatter
+    y[0] = b                                           # 1 copy into a slice
+    d = y.astype(cp.float64)                           # 1 copy
+    t = y.T.reshape(-1)                                # 1 copy: a transposed array cannot be flattened in place
+    both = cp.concatenate([b, b])                      # 1 concatenate
+    assert cupy_standin.launches() - launches == 13
+    assert cupy_standin.LAUNCHES - kinds == {"alloc": 2, "random": 1, "matmul": 1, "elementwise": 2,
+                                             "reduction": 1, "gather": 1, "scatter": 1, "copy": 3,
+                                             "concatenate": 1}
+    # views cost nothing: .T, basic slices and integers, reshape, as_strided, astype(copy=False)
+    launches = cupy_standin.launches()
+    free = (y.T, y[1:3], y[0, 1], y.reshape(-1), y.astype(cp.float32, copy=False),
+            cp.lib.stride_tricks.as_strided(y, shape=(2, 2), strides=y.strides), cp.asarray(y))
+    assert cupy_standin.launches() == launches and cupy_standin.VIEWS.total() - views >= 6
+    assert cupy_standin.reads() == reads                # and nothing above read the device
+    assert free[4] is y and g.shape == (2, 2) and d.dtype == cp.float64 and t.shape == (8,) and both.shape == (4,)
+
+
+@pytest.mark.parametrize("method", ["sum", "mean", "max", "min"])
+def test_reductions_honour_out(cp, method):
+    """``out=`` receives the result and is returned, as in CuPy (it used to be dropped silently)."""
+    host = numpy.arange(12.0).reshape(3, 4)
+    x = cp.asarray(host)
+    out = cp.zeros(4)
+    assert getattr(x, method)(axis=0, out=out) is out
+    numpy.testing.assert_array_equal(out.get(), getattr(host, method)(axis=0))
+    if method in ("sum", "mean"):
+        out = cp.zeros(3)
+        assert getattr(cp, method)(x, axis=1, out=out) is out
+        numpy.testing.assert_array_equal(out.get(), getattr(host, method)(axis=1))
+    with pytest.raises(ValueError):
+        getattr(x, method)(axis=0, out=cp.zeros(3))     # the wrong shape is refused, not ignored
+    with pytest.raises(TypeError):
+        getattr(x, method)(axis=0, out=numpy.zeros(4))  # so is a host array
+
+
 # --------------------------------------------------------------------------- dispatch
 def test_the_engine_dispatches_to_it_as_to_cupy(cp, digits):
     assert get_backend("cupy") is cp and get_backend("auto") is cp
@@ -111,17 +160,26 @@ def test_the_engine_dispatches_to_it_as_to_cupy(cp, digits):
 
 
 # --------------------------------------------------------------------------- host reads per epoch
+class Enough(Exception):
+    pass
+
+
 def reads_per_epoch(cp, cfg, arrays, n_rows, soft=None, epochs=2):
+    """Host reads in each of the first ``epochs`` epochs. The stage has one epoch more, which is
+    never run: a few steps learn nothing, and the health check refuses that at a stage's last epoch."""
     x, y = arrays["x_train"][:n_rows], arrays["y_train"][:n_rows]
-    trainer = Trainer(replace(cfg, epochs=epochs), cp, x, y, arrays["x_test"], arrays["y_test"],
+    trainer = Trainer(replace(cfg, epochs=epochs + 1), cp, x, y, arrays["x_test"], arrays["y_test"],
                       soft_logits=None if soft is None else soft[:n_rows], fast=True)
     counts = []
 
     def on_epoch(log):
         counts.append(cupy_standin.reads())
+        if len(counts) == epochs:
+            raise Enough
 
     start = cupy_standin.reads()
-    trainer.fit(on_epoch=on_epoch)
+    with pytest.raises(Enough):
+        trainer.fit(on_epoch=on_epoch)
     per_epoch = [b - a for a, b in zip([start] + counts[:-1], counts)]
     assert all(numpy.isfinite(h.loss) for h in trainer.history)
     return per_epoch
@@ -237,7 +295,7 @@ def test_mythical_digit_bias_shift_on_the_standin(cp, digits, tmp_path):
 
 def test_one_temperature_sweep_cell_on_the_standin(cp, digits):
     from minikd.experiments.sweep import Cell, run_cell
-    cfg = small_configs(digits, epochs=2)["distilled"]
+    cfg = learning_configs(digits, epochs=2)["distilled"]   # one that learns in 2 epochs: the health check
     n = 200
     teacher = build_model(small_configs(digits)["teacher"], numpy)
     x = digits.x_train[:n]
