@@ -1,7 +1,9 @@
-"""docs/distillation.md's links to code point at the lines they name
-(docs/update_links.py; run it after moving the linked code)."""
+"""The docs' links to code point at the lines they name (docs/update_links.py, one
+SPEC per doc: distillation.md and backprop.md; run it after moving the linked code)."""
 import importlib.util
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,19 +15,44 @@ def load():
     return mod
 
 
-def test_every_code_link_of_the_tutorial_is_current(capsys):
+def test_every_code_link_of_the_docs_is_current(capsys):
     mod = load()
     assert mod.main(["--check"]) == 0, capsys.readouterr().out
-    assert len(mod.LINK.findall(mod.DOC.read_text())) >= 15
+    names = {doc.name: len(mod.LINK.findall(doc.read_text())) for doc in mod.DOCS}
+    assert names["distillation.md"] >= 15 and names["backprop.md"] >= 15, names
 
 
-def test_a_moved_span_is_reported(tmp_path, capsys):
+def test_every_key_of_a_spec_is_used_by_its_doc():
+    """A key nobody links is a span nobody checks: SPEC and doc drift apart."""
     mod = load()
-    doc = tmp_path / "distillation.md"
-    text = mod.DOC.read_text()
-    line = mod.target("soft_grad")
+    for doc, spec in mod.DOCS.items():
+        used = {m[2] for m in mod.LINK.findall(doc.read_text())}
+        assert set(spec) == used, (doc.name, set(spec) ^ used)
+
+
+@pytest.mark.parametrize("doc_name,key", [("distillation.md", "soft_grad"), ("backprop.md", "dense_dw")])
+def test_a_moved_span_is_reported_and_fixed(tmp_path, capsys, doc_name, key):
+    mod = load()
+    docs = {}
+    for doc, spec in mod.DOCS.items():
+        copy = tmp_path / doc.name
+        copy.write_text(doc.read_text())
+        docs[copy] = spec
+    doc = tmp_path / doc_name
+    text = doc.read_text()
+    line = mod.target(key, docs[doc])
+    assert line in text
     doc.write_text(text.replace(line, line.replace("#L", "#L1", 1)))
-    mod.DOC = doc
-    assert mod.main(["--check"]) == 1
-    assert "soft_grad" in capsys.readouterr().out
-    assert mod.main([]) == 0 and doc.read_text() == text
+    assert mod.main(["--check"], docs=docs) == 1
+    out = capsys.readouterr().out
+    assert key in out and doc_name in out
+    assert mod.main([], docs=docs) == 0 and doc.read_text() == text
+
+
+def test_a_line_link_without_a_key_is_an_error(tmp_path, capsys):
+    mod = load()
+    doc = tmp_path / "backprop.md"
+    doc.write_text((ROOT / "docs" / "backprop.md").read_text()
+                   + "\nsee [here](../minikd/engine/layers.py#L66).\n")
+    assert mod.main(["--check"], docs={doc: mod.BACKPROP}) == 1
+    assert "without a key" in capsys.readouterr().out

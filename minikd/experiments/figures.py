@@ -7,8 +7,9 @@
 writes four PNGs into --out:
 
     softmax_temperature.png  (a) softmax of two logits at T = 1 and T = 20
-    dark_knowledge.png       (b) ambiguous test digits beside the teacher's
-                                 probabilities at T = 1, 4, 20 (log scale)
+    dark_knowledge.png       (b) a test digit classified with confidence and an
+                                 ambiguous one, beside the teacher's probabilities at
+                                 T = 1 and 4 (log scale) and at T = 20 (linear, q - 1/C)
     gradient_scale.png       (c) size of the soft gradient against T, with and
                                  without the T^2 factor (engine.losses.distillation_loss)
     learning_curves_<dataset>.png  (d) errors per epoch of the teacher, the student and
@@ -105,49 +106,95 @@ def ambiguous_rows(logits, labels, n=4):
     return rows
 
 
-def dark_knowledge_figure(path, images, labels, teacher_logits, *, temperatures=DARK_TEMPERATURES, n=4,
-                          image_shape=None):
-    """Ambiguous test images and the teacher's softmax(v / T) over the classes, log scale.
+def confident_row(logits, labels, *, confidence=0.99, exclude_label=None):
+    """A row the teacher classifies right and with confidence: of the correct rows
+    whose top probability at T = 1 is at least ``confidence`` (all correct rows if
+    none is), the one with the median gap between its two largest logits -- a
+    typical confident image, not the most extreme one. ``exclude_label``: skip
+    rows of that label (so it differs from the ambiguous image beside it)."""
+    correct = logits.argmax(axis=1) == labels
+    if exclude_label is not None:
+        correct &= labels != exclude_label
+    top = softmax(logits, 1.0).max(axis=1)
+    pool = np.flatnonzero(correct & (top >= confidence))
+    if pool.size == 0:
+        pool = np.flatnonzero(correct)
+    top2 = np.sort(logits[pool], axis=1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    return int(pool[np.argsort(gap, kind="stable")[len(pool) // 2]])
 
+
+def dark_knowledge_figure(path, images, labels, teacher_logits, *, temperatures=DARK_TEMPERATURES,
+                          image_shape=None):
+    """Two test images, the teacher's softmax(v / T) for each: one classified right with
+    confidence, whose tiny probabilities still rank the classes it resembles, and the
+    most ambiguous one.
+
+    Per image: the image; q at the lower temperatures on a log axis (at T = 1 the
+    wrong classes of the confident image get 1e-3 or less, but in an order); q - 1/C
+    at the highest T on a linear axis (there q is close to uniform, and what is left
+    is about (v - mean(v)) / (C T): the centred logits, scaled).
     images: (N, D) floats in [0, 1]; labels: (N,) ints; teacher_logits: (N, C).
-    Returns {"rows": [...], "probs": {T: (n, C) array}, "labels": [...]} (what is drawn).
+    Returns {"rows", "labels", "kinds", "probs": {T: (2, C)}, "ranking": [wrong classes by q],
+    "high_t": T, "high_t_ylim": (lo, hi) of the linear panels} (what is drawn).
     """
     plt = _pyplot()
     logits = np.asarray(teacher_logits, dtype=np.float64)
-    rows = ambiguous_rows(logits, labels, n)
+    labels = np.asarray(labels)
+    ambiguous = ambiguous_rows(logits, labels, 1)[0]
+    rows = [confident_row(logits, labels, exclude_label=int(labels[ambiguous])), ambiguous]
+    kinds = ["confident", "ambiguous"]
     probs = {t: softmax(logits[rows], t) for t in temperatures}
+    low, high = tuple(temperatures[:-1]), temperatures[-1]
     n_classes = logits.shape[1]
     side = image_shape or (int(round(np.sqrt(images.shape[1]))),) * 2
-    fig, axes = plt.subplots(len(rows), 2, figsize=(9, 1.9 * len(rows)),
-                             gridspec_kw={"width_ratios": [1, 5]}, squeeze=False)
-    width = 0.8 / len(temperatures)
-    smallest = min(float(pr.min()) for pr in probs.values())
+    ranking = [[int(c) for c in np.argsort(-logits[i], kind="stable") if c != labels[i]] for i in rows]
+    deviation = probs[high] - 1.0 / n_classes                      # (2, C)
+    reach = float(np.abs(deviation).max()) * 1.25
+    ylim = (-reach, reach)
+    smallest = min(float(probs[t].min()) for t in low)
     floor = 10.0 ** np.floor(np.log10(max(smallest, 1e-300))) / 10.0  # a decade below the smallest bar
+    fig, axes = plt.subplots(2, 3, figsize=(11, 5.4), gridspec_kw={"width_ratios": [1, 4, 4]})
+    width = 0.8 / len(low)
     for r, i in enumerate(rows):
-        ax_img, ax = axes[r]
+        ax_img, ax_log, ax_lin = axes[r]
         ax_img.imshow(images[i].reshape(side), cmap="gray_r", interpolation="nearest")
         ax_img.set_xticks([])
         ax_img.set_yticks([])
         guess = int(np.argmax(logits[i]))
-        ax_img.set_title(f"label {int(labels[i])}, teacher {guess}", fontsize=9)
-        for k, t in enumerate(temperatures):
-            xs = np.arange(n_classes) + (k - (len(temperatures) - 1) / 2) * width
-            ax.bar(xs, np.maximum(probs[t][r], floor), width=width, bottom=floor, color=f"C{k}",
-                   label=f"T = {t:g}")
-        ax.set_yscale("log")
-        ax.set_ylim(floor, 2.0)
-        ax.set_xticks(range(n_classes))
-        ax.set_ylabel("q = softmax(v/T)", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    handles, names = axes[0][1].get_legend_handles_labels()
-    axes[-1][1].set_xlabel("class")
-    fig.suptitle("dark knowledge: the teacher's probabilities for the wrong classes", fontsize=11,
-                 x=0.02, ha="left")
+        ax_img.set_title(f"{kinds[r]}\nlabel {int(labels[i])}, teacher {guess}", fontsize=9)
+        for k, t in enumerate(low):
+            xs = np.arange(n_classes) + (k - (len(low) - 1) / 2) * width
+            ax_log.bar(xs, np.maximum(probs[t][r], floor), width=width, bottom=floor, color=f"C{k}",
+                       label=f"T = {t:g}")
+        ax_log.set_yscale("log")
+        ax_log.set_ylim(floor, 2.0)
+        ax_log.set_xticks(range(n_classes))
+        ax_log.set_ylabel("q = softmax(v / T)  (log)", fontsize=8)
+        order = " > ".join(str(c) for c in ranking[r][:3])
+        ax_log.set_title(f"T = {', '.join(f'{t:g}' for t in low)}: the wrong classes rank {order} > ...",
+                         fontsize=9)
+        ax_log.grid(axis="y", alpha=0.3)
+        colors = ["C3" if d < 0 else f"C{len(low)}" for d in deviation[r]]
+        ax_lin.bar(np.arange(n_classes), deviation[r], width=0.6, color=colors)
+        ax_lin.axhline(0.0, color="black", lw=0.8)
+        ax_lin.set_ylim(*ylim)
+        ax_lin.set_xticks(range(n_classes))
+        ax_lin.set_ylabel(f"q - 1/{n_classes} at T = {high:g}", fontsize=8)
+        ax_lin.set_title(f"T = {high:g} (linear): q from {probs[high][r].min():.3f} to "
+                         f"{probs[high][r].max():.3f}, same order", fontsize=9)
+        ax_lin.grid(axis="y", alpha=0.3)
+    for ax in axes[-1][1:]:
+        ax.set_xlabel("class")
+    fig.suptitle("dark knowledge: the teacher's probabilities for the wrong classes rank the classes "
+                 "an image resembles", fontsize=11, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.legend(handles, names, ncol=len(temperatures), fontsize=8, loc="upper right",
-               bbox_to_anchor=(0.99, 0.995), frameon=False)
+    handles, names = axes[0][1].get_legend_handles_labels()
+    fig.legend(handles, names, ncol=len(low), fontsize=8, loc="upper right", bbox_to_anchor=(0.99, 0.995),
+               frameon=False)
     save_figure(fig, path, dpi=100)
-    return {"rows": rows, "probs": probs, "labels": [int(labels[i]) for i in rows]}
+    return {"rows": rows, "labels": [int(labels[i]) for i in rows], "kinds": kinds, "probs": probs,
+            "ranking": ranking, "high_t": high, "high_t_ylim": ylim}
 
 
 # ------------------------------------------------------------------ (c) the T^2 factor
@@ -171,7 +218,21 @@ def soft_gradient_norms(student_logits, teacher_logits, temperatures=GRADIENT_TE
     vc = v - v.mean(axis=1, keepdims=True)
     limit = float(np.linalg.norm((zc - vc) / (c * n)))
     return {"temperatures": [float(t) for t in temperatures], "scaled": scaled, "unscaled": unscaled,
-            "limit": limit}
+            "limit": limit, "n": n}
+
+
+SCALE_TABLE_TEMPERATURES = (1.0, 2.0, 4.0, 6.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def gradient_scale_lines(g):
+    """The numbers behind the gradient-scale figure, as printable lines: the scaled
+    gradient's size at a few T, against its value at T = 1 and against the limit."""
+    s1 = g["scaled"][0]
+    lines = [f"soft gradient with T^2 (N = {g['n']} rows): limit ||(zc - vc)/(C N)|| = {g['limit']:.4g}",
+             f"{'T':>6}  {'size':>10}  {'/ size at T=1':>13}  {'/ limit':>8}"]
+    for t, size in zip(g["temperatures"], g["scaled"]):
+        lines.append(f"{t:6g}  {size:10.4g}  {size / s1:13.2f}  {size / g['limit']:8.3f}")
+    return lines
 
 
 def gradient_scale_figure(path, student_logits, teacher_logits, temperatures=GRADIENT_TEMPERATURES):
@@ -182,7 +243,7 @@ def gradient_scale_figure(path, student_logits, teacher_logits, temperatures=GRA
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.loglog(ts, g["scaled"], "o-", color="C0", ms=4, label="with T$^2$:  T (p - q) / N   (what minikd uses)")
     ax.loglog(ts, g["unscaled"], "s-", color="C3", ms=4, label="without:  (1/T)(p - q) / N")
-    ax.axhline(g["limit"], color="C0", ls=":", lw=1, label="limit (z - v) / (C N), zero-mean logits")
+    ax.axhline(g["limit"], color="C0", ls=":", lw=1, label="high-T limit ((z - mean z) - (v - mean v)) / (C N)")
     high = ts >= 4
     ref = g["unscaled"][-1] * (ts[-1] / ts[high]) ** 2
     ax.loglog(ts[high], ref * 1.8, color="gray", ls="--", lw=0.8, label="slope 1/T$^2$ (shifted up)")
@@ -333,6 +394,13 @@ def make_figures(argv=None):
     plot_curves(models, made["paths"][3], eval_name, dataset=dataset_name)
     made["learning_curves"] = {k: [h["test_errors"] for h in m["history"]] for k, m in models.items()}
     made["teacher_logits"], made["student_logits"] = v_test, z_test
+    table = soft_gradient_norms(z_test, v_test, SCALE_TABLE_TEMPERATURES)
+    made["gradient_scale_table"] = table
+    print("\n".join(gradient_scale_lines(table)))
+    dark = made["dark_knowledge"]
+    for kind, row, label, q1 in zip(dark["kinds"], dark["rows"], dark["labels"], dark["probs"][1.0]):
+        print(f"dark knowledge, {kind}: test image {row}, label {label}, q at T = 1: "
+              + " ".join(f"{c}:{q1[c]:.1e}" for c in np.argsort(-q1, kind="stable")))
     for path in made["paths"]:
         print(path)
     return made
