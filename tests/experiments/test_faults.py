@@ -299,16 +299,23 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path, capsys, no_hea
     assert (out / "project" / ".draft.tmp").read_bytes() == b"half a file"
 
 
-def test_the_cleanup_looks_only_where_minikd_writes(tmp_path):
-    """--out . or --out ~ must not walk a whole tree: a minikd-named temporary two folders
-    down, or in any folder minikd does not create, is left alone."""
+def test_the_cleanup_looks_only_where_minikd_writes(tmp_path, monkeypatch):
+    """--out . or --out ~ must not walk a whole tree: it lists --out and the folders minikd
+    creates there, nothing else, and a minikd-named temporary deeper down is left alone."""
     deep = ["a/b/.results.json.abcdefgh.tmp", "cells/sub/.T2_w30_s0.json.abcdefgh.tmp",
-            "omit3/x/.distilled_seed0.npz.abcdefgh.tmp"]
+            "omit3/x/.distilled_seed0.npz.abcdefgh.tmp", "project/.results.json.abcdefgh.tmp"]
     for name in deep:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
+    listed = set()
+    for name in ("listdir", "scandir"):   # what Path.iterdir, glob and os.walk read folders with
+        def spy(path=".", real=getattr(os, name)):
+            listed.add(Path(path).relative_to(tmp_path).as_posix())
+            return real(path)
+        monkeypatch.setattr(os, name, spy)
     assert common.remove_stale_temporaries(tmp_path) == []
     assert all((tmp_path / n).exists() for n in deep)
+    assert sorted(listed) == [".", "cells", "omit3"]   # not a/, not project/, nothing deeper
 
 
 def test_written_by_minikd_names_exactly_minikds_files():
