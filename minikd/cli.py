@@ -7,7 +7,8 @@
     minikd agreement ...        how closely saved students copy their teacher
     minikd gradcheck            every layer and loss against finite differences
 
-Each subcommand takes the flags of its script (``minikd reproduce --help``).
+Each subcommand takes the flags of its script (``minikd reproduce --help``);
+``minikd --version`` prints the installed version.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ COMMANDS = {
 
 def usage():
     width = max(map(len, COMMANDS))
-    lines = ["usage: minikd COMMAND [flags]   (minikd COMMAND --help for its flags)", "", "commands:"]
+    lines = ["usage: minikd COMMAND [flags]   (minikd COMMAND --help for its flags; minikd --version)", "",
+             "commands:"]
     lines += [f"  {name.ljust(width)}  {about}" for name, (_, about) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -39,6 +41,10 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from . import __version__
+        print(f"minikd {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"{usage()}\n\nerror: unknown command {name!r}; choose one of {', '.join(COMMANDS)}",

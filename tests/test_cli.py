@@ -1,11 +1,13 @@
 """The `minikd` command and `python -m minikd.gradcheck`, as a user runs them."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import minikd
 from minikd import gradcheck
 from minikd.cli import COMMANDS
 
@@ -40,6 +42,20 @@ def test_console_script_is_installed():
 def test_unknown_or_missing_subcommand_exits_2(argv):
     proc = run(sys.executable, "-m", "minikd", *argv)
     assert proc.returncode == 2 and "usage: minikd COMMAND" in proc.stderr
+
+
+def test_version():
+    proc = run(sys.executable, "-m", "minikd", "--version")
+    assert proc.returncode == 0 and proc.stdout == f"minikd {minikd.__version__}\n", proc.stderr
+
+
+def test_ci_runs_the_readme_test_command_then_the_linter_then_the_wheel():
+    """.ci/run runs README's test command as written there, first; then ruff and the wheel check."""
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"^pip install -e \"\.\[dev\]\".*$", readme, re.M).group(0)
+    steps = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line and not line.startswith("#") and line.split()[0] in ("pip", "ruff", "bash", "python")]
+    assert steps[-3:] == [command, "ruff check .", "bash .ci/wheel_check.sh"], steps
 
 
 def test_subcommand_reaches_the_experiment():
