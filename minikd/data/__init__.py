@@ -1,7 +1,7 @@
 """Data, split by concern:
 
     idx.py       the IDX file format and its checks (DataError)
-    mnist.py     MNIST's files: checksums, mirrors, verified download, cache
+    mnist.py     MNIST's files: checksums, mirrors, the download (pooch, verified) and its cache
     datasets.py  Dataset, load_dataset (mnist / idx / digits), to_float, splits
     augment.py   the teacher's jitter (random translations)
 """
