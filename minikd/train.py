@@ -25,8 +25,9 @@ from typing import Callable, Optional
 from . import fast as fast_path
 from .data.augment import jitter as jitter_images
 from .engine.backend import backend_name, get_xp, make_rng, shuffled_indices, synchronize, to_host
-from .engine.layers import ReLU, mlp
-from .engine.losses import check_labels, count_errors, cross_entropy, distillation_loss, log_softmax
+from .engine.layers import mlp
+from .engine.losses import (check_labels, count_errors, cross_entropy, distillation_parts, log_softmax, one_hot,
+                            softmax)
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
 from .health import DivergenceError, HealthCheck  # noqa: F401 (DivergenceError: re-exported for callers)
 
@@ -118,7 +119,7 @@ def bound_rows_(d, limit):
     """
     xp = get_xp(d)
     norms = xp.sqrt((d * d).sum(axis=1, keepdims=True))
-    d *= xp.minimum(1.0, limit / xp.maximum(norms, 1e-30)).astype(d.dtype, copy=False)
+    d *= (limit / xp.maximum(norms, limit)).astype(d.dtype, copy=False)   # min(1, limit / ||d_n||)
     return d
 
 
@@ -161,9 +162,10 @@ class ReferenceStep:
     """Forward, loss, backward, update: the readable training step.
 
     The interface every training step has (the fast path's ``FusedStep`` too):
-    ``begin_epoch()``, ``step(xb, yb, rng, loss_fn) -> loss``, ``end_epoch()``,
+    ``begin_epoch()``, ``step(xb, rng, loss_fn) -> parts``, ``end_epoch()``,
     where ``rng`` draws the dropout masks and ``loss_fn(logits)`` returns
-    ``(loss, dL/dlogits)``.
+    ``(parts, dL/dlogits)``: parts, the batch's loss and what the log shows of
+    it (``Trainer.loss_and_grad``), are handed back for the epoch's log.
     """
 
     def __init__(self, model, optimizer):
@@ -172,12 +174,12 @@ class ReferenceStep:
     def begin_epoch(self):
         pass
 
-    def __call__(self, xb, yb, rng, loss_fn):
+    def __call__(self, xb, rng, loss_fn):
         logits = self.model.forward(xb, train=True, rng=rng)
-        loss, dlogits = loss_fn(logits)
-        self.model.backward(dlogits)
+        parts, dlogits = loss_fn(logits)
+        self.model.backward(dlogits, input_grad=False)   # xb is the data: nobody needs dL/dxb
         self.optimizer.step()
-        return loss
+        return parts
 
     def end_epoch(self):
         pass
@@ -220,40 +222,48 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.start_epoch = 0
         self.history: list[EpochLog] = []
-        self._log_q = None  # the teacher's log softmax(v / T), once, for the log's KL part
+        # Per-row targets, computed once (they do not change): the labels as one-hot rows, and,
+        # distilling, the teacher's q = softmax(v / T) and log q (the log's KL part needs it).
+        self._targets = one_hot(y_train, n_classes, dtype)
+        self._q = self._log_q = None
         if soft_logits is not None:
-            self._log_q = log_softmax(soft_logits, cfg.temperature).astype(x_train.dtype, copy=False)
+            self._q = softmax(soft_logits, cfg.temperature).astype(dtype, copy=False)
+            self._log_q = log_softmax(soft_logits, cfg.temperature).astype(dtype, copy=False)
         self.health = HealthCheck(cfg, x_train, y_train, distilling=soft_logits is not None)
         self.step_impl = fast_path.training_step(self.model, self.optimizer, xp) if fast else None
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
     # -- one step -----------------------------------------------------------------
-    def loss_and_grad(self, logits, idx, yb):
-        """The stage's loss of a batch: its rows ``idx`` pick their own soft targets."""
+    def loss_and_grad(self, logits, batch):
+        """The stage's loss of a batch, as ``(parts, dL/dlogits)``.
+
+        ``batch``: the batch's rows of ``epoch_rows`` (each row's own targets). parts:
+        [loss], or distilling [loss, hard cross-entropy, soft_weight T^2 KL(q || p)]
+        (``distillation_parts``), each the batch's mean; the log shows their epoch means.
+        """
         cfg = self.cfg
         if self.soft_logits is None:
-            return cross_entropy(logits, yb, check=False)
-        labels = yb if cfg.hard_weight != 0.0 else None
-        loss, dlogits = distillation_loss(logits, self.soft_logits[idx], labels, temperature=cfg.temperature,
-                                          hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
-                                          check=False)
-        self._parts_sum += self.loss_parts(logits, self._log_q[idx], labels)
+            loss, dlogits = cross_entropy(logits, batch["targets"], check=False)
+            return loss.reshape(1), dlogits
+        targets = batch["targets"] if cfg.hard_weight != 0.0 else None
+        parts, dlogits = distillation_parts(logits, batch["q"], batch["log_q"], targets,
+                                            temperature=cfg.temperature, hard_weight=cfg.hard_weight,
+                                            soft_weight=cfg.soft_weight)
         if cfg.grad_bound is not None:
             bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
-        return loss, dlogits
+        return parts, dlogits
 
-    def loss_parts(self, logits, log_q, labels):
-        """(hard cross-entropy, soft_weight T^2 KL(q || p)) of a batch, as a (2,) device array:
-        what the log shows of the distillation loss (training uses the total and its gradient).
-        ``log_q``: the batch's rows of log softmax(v / T), computed once per run."""
-        xp, t = self.xp, self.cfg.temperature
-        hard = (-log_softmax(logits)[xp.arange(logits.shape[0]), labels].mean() if labels is not None
-                else xp.zeros((), dtype=logits.dtype))
-        kl = (xp.exp(log_q) * (log_q - log_softmax(logits, t))).sum(axis=1).mean()
-        return xp.stack([hard, (self.cfg.soft_weight * t * t) * kl])
+    def epoch_rows(self, perm):
+        """The training rows in the epoch's shuffled order ``perm``, gathered once per epoch:
+        {"x", "targets"} and, distilling, {"q", "log_q"}, each (N, ...). A batch is a slice of
+        each: no gather per step, and a row's targets cannot part from its image."""
+        rows = {"x": self.x_train[perm], "targets": self._targets[perm]}
+        if self.soft_logits is not None:
+            rows["q"], rows["log_q"] = self._q[perm], self._log_q[perm]
+        return rows
 
-    def batch_inputs(self, idx, rng):
-        xb = self.x_train[idx]
+    def batch_inputs(self, xb, rng):
+        """The batch's images as the network sees them: jittered (the teacher) or as they are."""
         if self.cfg.jitter:
             h, w = self.cfg.image_shape
             xb = jitter_images(xb.reshape(-1, h, w), rng, max_shift=self.cfg.jitter).reshape(xb.shape)
@@ -273,37 +283,35 @@ class Trainer:
         n = self.x_train.shape[0]
         synchronize(xp)
         t0 = time.perf_counter()
-        perm = shuffled_indices(rng, n)
+        rows = self.epoch_rows(shuffled_indices(rng, n))
         # The sums are float64: at a distilled loss of ~900 a float32 sum over 600 steps rounds by more
         # than the differences a reader compares. The losses themselves stay in the training dtype.
-        loss_sum = xp.zeros((), dtype=xp.float64)
-        self._parts_sum = xp.zeros(2, dtype=xp.float64)
+        parts_sum = xp.zeros(3 if self.soft_logits is not None else 1, dtype=xp.float64)
         n_batches = 0
         try:
             for start in range(0, n, cfg.batch_size):
-                idx = perm[start:start + cfg.batch_size]
-                xb = self.batch_inputs(idx, rng)
-                yb = self.y_train[idx]
-                loss_sum += self.step(xb, yb, rng, lambda logits: self.loss_and_grad(logits, idx, yb))
+                batch = {key: v[start:start + cfg.batch_size] for key, v in rows.items()}
+                xb = self.batch_inputs(batch["x"], rng)
+                parts_sum += self.step(xb, rng, lambda logits: self.loss_and_grad(logits, batch))
                 n_batches += 1
         finally:
             self.step.end_epoch()
         synchronize(xp)
-        self.loss_parts_mean = self._parts_sum / n_batches   # distilling: (hard CE, soft_weight T^2 KL), (2,)
-        return loss_sum / n_batches, time.perf_counter() - t0
+        self.epoch_means = parts_sum / n_batches   # [loss] or [loss, hard CE, soft_weight T^2 KL]
+        return self.epoch_means[0], time.perf_counter() - t0
 
     def fit(self, *, on_epoch: Optional[Callable[[EpochLog], None]] = None, eval_every=1):
         """Train from ``self.start_epoch`` to ``cfg.epochs``; returns the history."""
         for epoch in range(self.start_epoch, self.cfg.epochs):
-            loss, sec = self.train_epoch(epoch)
+            _, sec = self.train_epoch(epoch)
             last = epoch == self.cfg.epochs - 1
-            loss_host, hard, kl = (float(v) for v in to_host(self.xp.concatenate(
-                [loss.reshape(1), self.loss_parts_mean])))  # one read per epoch
+            means = [float(v) for v in to_host(self.epoch_means)]  # one read per epoch
+            loss_host = means[0]
             if self.health is not None:   # None: no checks (tests of arithmetic on runs too short to learn)
                 self.health.check(self.model, epoch, loss_host, self.optimizer.eps, last=last)
             parts = {}
             if self.soft_logits is not None:
-                parts = {"hard_loss": hard if self.cfg.hard_weight != 0.0 else None, "soft_kl": kl}
+                parts = {"hard_loss": means[1] if self.cfg.hard_weight != 0.0 else None, "soft_kl": means[2]}
             errors = -1
             if last or (epoch + 1) % eval_every == 0:
                 errors = int(to_host(count_test_errors(self.model, self.x_test, self.y_test)))

@@ -598,7 +598,8 @@ def _submodule(name, **attrs):
 def _build():
     elementwise = {name: _elementwise(getattr(numpy, name)) for name in (
         "exp", "log", "sqrt", "abs", "absolute", "sign", "maximum", "minimum", "clip",
-        "isfinite", "negative", "divide", "true_divide", "where")}
+        "isfinite", "negative", "divide", "true_divide", "where", "add", "subtract", "multiply",
+        "greater", "greater_equal", "less", "equal")}
     elementwise["matmul"] = _elementwise(numpy.matmul, "matmul")
     random = _submodule("cupy.random", default_rng=default_rng, Generator=Generator, XORWOW=XORWOW)
     runtime = _submodule("cupy.cuda.runtime", getDeviceCount=lambda: 1,

@@ -129,6 +129,9 @@ class Array:
     def max(self, axis=None, keepdims=False):
         return Array(self._a.max(axis=axis, keepdims=keepdims))
 
+    def mean(self, axis=None, keepdims=False):
+        return Array(self._a.mean(axis=axis, keepdims=keepdims))
+
     def min(self, axis=None, keepdims=False):
         return Array(self._a.min(axis=axis, keepdims=keepdims))
 
@@ -140,7 +143,12 @@ class Array:
 
 
 def _elementwise(f):
-    return lambda *args: Array(f(*(_unwrap(a) for a in args)))
+    def g(*args, out=None):
+        if out is None:
+            return Array(f(*(_unwrap(a) for a in args)))
+        f(*(_unwrap(a) for a in args), out=out._a)   # in place, as ReLU(inplace=True) asks
+        return out
+    return g
 
 
 class _Generator:
@@ -176,6 +184,7 @@ xp = types.SimpleNamespace(
     zeros=lambda shape, dtype="float64": Array(numpy.zeros(shape, dtype=dtype)),
     zeros_like=lambda a: Array(numpy.zeros_like(_unwrap(a))),
     arange=lambda n: Array(numpy.arange(n)),
+    stack=lambda arrays, axis=0: Array(numpy.stack([_unwrap(a) for a in arrays], axis=axis)),
     asarray=_asarray,
     random=types.SimpleNamespace(default_rng=_Generator),
 )

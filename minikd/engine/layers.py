@@ -6,6 +6,11 @@ Every layer follows one contract:
 * ``backward(dy)`` takes dL/d(output), fills ``self.grads`` (overwriting, never
   accumulating) and returns dL/d(input).
 
+A layer with parameters also takes ``backward(dy, input_grad=False)``: fill the
+parameter gradients, skip dL/d(input) and return None. Only a caller that knows
+the input is the data asks for that (the training step, through
+``Sequential.backward``); everyone else gets dL/d(input).
+
 Parameters live in ``self.params`` and their gradients in ``self.grads``, both
 dicts keyed by name ("W", "b"), so the optimizer can walk them without knowing
 the layer. Shapes: a batch of N rows; x is (N, n_in), y is (N, n_out).
@@ -62,9 +67,11 @@ class Dense(Layer):
         self.x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy):
+    def backward(self, dy, *, input_grad=True):
         self.grads["W"] = self.x.T @ dy
         self.grads["b"] = dy.sum(axis=0)
+        if not input_grad:   # the input is the data: nobody reads dL/dx, so skip its product
+            return None
         return dy @ self.params["W"].T
 
     def __repr__(self):
@@ -75,14 +82,28 @@ class ReLU(Layer):
     """y = max(x, 0) elementwise.
 
     dL/dx = dL/dy * [x > 0]   (the kink at 0 gets gradient 0)
+
+    x > 0 exactly where y > 0, so backward reads the mask from the output y:
+    nothing but y is kept. ``inplace=True`` writes y over x, one array less
+    per layer; only for an x that nobody else reads (``mlp`` puts each ReLU
+    on a Dense layer's fresh output).
     """
 
+    def __init__(self, *, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+        self.y = None
+
     def forward(self, x, *, train):
-        self.positive = x > 0
-        return x * self.positive
+        xp = get_xp(x)
+        self.y = xp.maximum(x, 0, out=x) if self.inplace else xp.maximum(x, 0)
+        return self.y
 
     def backward(self, dy):
-        return dy * self.positive
+        return dy * (self.y > 0)
+
+    def __repr__(self):
+        return "ReLU(inplace=True)" if self.inplace else "ReLU()"
 
 
 class Dropout(Layer):
@@ -142,12 +163,13 @@ def bernoulli_mask(rng, shape, rate, dtype, out=None):
     rng: a NumPy or CuPy generator (the mask lives where it does). ``out``, if
     given, receives the mask.
     """
-    keep = rng.random(shape, dtype=dtype) >= rate
+    u = rng.random(shape, dtype=dtype)
+    keep = u >= rate
+    scale = u.dtype.type(1.0 / (1.0 - rate))   # a scalar of the mask's dtype, so bool * scale has that dtype
     if out is None:
-        out = keep.astype(dtype)
-    else:
-        out[...] = keep
-    out *= 1.0 / (1.0 - rate)
+        return keep * scale
+    out[...] = keep
+    out *= scale
     return out
 
 
@@ -171,8 +193,23 @@ class Sequential(Layer):
                 x = layer.forward(x, train=train)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, *, input_grad=True):
+        """dL/dx, after every layer has filled its ``grads``.
+
+        ``input_grad=False`` (asked for by the training step, whose x is the data):
+        the first layer with parameters fills its gradients but skips its dL/dx
+        -- for the teacher a (N, 1200) @ (1200, 784) product -- and the layers
+        below it (input dropout) are not run backward at all; returns None.
+        """
+        layers = self.layers
+        if not input_grad:
+            first = next((i for i, layer in enumerate(layers) if _has_params(layer)), len(layers))
+            for layer in reversed(layers[first + 1:]):
+                dy = layer.backward(dy)
+            if first < len(layers):
+                layers[first].backward(dy, input_grad=False)
+            return None
+        for layer in reversed(layers):
             dy = layer.backward(dy)
         return dy
 
@@ -206,6 +243,12 @@ class Sequential(Layer):
         return "Sequential(" + ", ".join(repr(layer) for layer in self.layers) + ")"
 
 
+def _has_params(layer):
+    if isinstance(layer, Sequential):
+        return any(_has_params(inner) for inner in layer.layers)
+    return bool(layer.params)
+
+
 def mlp(sizes, *, rng, xp=None, dtype="float32", input_dropout=0.0, hidden_dropout=0.0,
         max_norm=None, init_std=0.01, dropout_rng=None, mask_sampler=None):
     """The paper's networks: Dense-ReLU(-Dropout) blocks and a final Dense.
@@ -225,7 +268,7 @@ def mlp(sizes, *, rng, xp=None, dtype="float32", input_dropout=0.0, hidden_dropo
         layers.append(Dense(n_in, n_out, rng=rng, xp=xp, dtype=dtype, init_std=init_std,
                             max_norm=max_norm if hidden else None))
         if hidden:
-            layers.append(ReLU())
+            layers.append(ReLU(inplace=True))   # on the Dense layer's own output
             if hidden_dropout:
                 layers.append(Dropout(hidden_dropout, rng=dropout_rng, sampler=mask_sampler))
     return Sequential(*layers)

@@ -16,6 +16,14 @@ Hard cross-entropy (T = 1)
     L = -(1/N) sum_n log p_{n, y_n}
     dL/dz_{n,c} = (p_{n,c} - [c == y_n]) / N
 
+With the labels as one-hot rows t (t_{n,c} = [c == y_n], ``one_hot``) this is
+the cross-entropy against a target distribution,
+
+    L = -(1/N) sum_n sum_c t_{n,c} log p_{n,c}      dL/dz = (p - t) / N,
+
+the form the code uses: the training loop gathers the rows of t once per epoch,
+and the soft term below is the same formula with q in place of t.
+
 Soft cross-entropy against the teacher at temperature T
 -------------------------------------------------------
 With q = softmax(v / T) from teacher logits v and p = softmax(z / T):
@@ -98,22 +106,41 @@ def _check_temperature(temperature):
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
-def cross_entropy(logits, labels, *, check=True):
-    """Mean softmax cross-entropy against integer labels.
+def one_hot(labels, n_classes, dtype="float32"):
+    """(N,) integer labels -> (N, C) rows t with t[n, c] = [c == labels[n]], in ``dtype``."""
+    xp = get_xp(labels)
+    return (labels[:, None] == xp.arange(n_classes)[None, :]).astype(dtype)
 
-    logits: (N, C) float; labels: (N,) int in [0, C).
+
+def _check_targets(targets, logits):
+    if tuple(targets.shape) != tuple(logits.shape):
+        raise ValueError(f"target rows {tuple(targets.shape)} and logits {tuple(logits.shape)} "
+                         f"must have the same shape")
+    if targets.dtype.kind != "f":
+        raise ValueError(f"target rows must be floats (e.g. one_hot(labels, C)), got dtype {targets.dtype}")
+
+
+def cross_entropy(logits, labels, *, check=True):
+    """Mean softmax cross-entropy against integer labels or target rows.
+
+    logits: (N, C) float; labels: (N,) int in [0, C), or their one-hot rows t
+    (N, C) in the logits' dtype (``one_hot``; the training loop passes these).
     Returns (loss, dlogits): loss a 0-d array, dlogits (N, C) = (p - onehot) / N.
     """
     if check:
         _check_logits(logits, "logits")
-        check_labels(labels, logits.shape[1], logits.shape[0])
+        if labels.ndim == 2:
+            _check_targets(labels, logits)
+        else:
+            check_labels(labels, logits.shape[1], logits.shape[0])
     xp = get_xp(logits)
     n = logits.shape[0]
+    t = labels if labels.ndim == 2 else one_hot(labels, logits.shape[1], logits.dtype)
     logp = log_softmax(logits)
-    rows = xp.arange(n)
-    loss = -logp[rows, labels].sum() / n
+    # each row's sum over c picks log p_{n, y_n}; dividing by -N is the minus sign and the mean at once
+    loss = (t * logp).sum(axis=1).sum() / -n
     dlogits = xp.exp(logp)
-    dlogits[rows, labels] -= 1.0
+    dlogits -= t
     dlogits /= n
     return loss, dlogits
 
@@ -129,6 +156,8 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
     Returns (loss, dlogits) with dlogits the exact gradient w.r.t.
     student_logits, (N, C), batch mean included:
         soft_weight * T * (p - q) / N + hard_weight * (softmax(z) - onehot) / N
+
+    (``distillation_parts`` computes it, from q and log q.)
     """
     if check:
         _check_temperature(temperature)
@@ -138,22 +167,51 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
                              f"{tuple(student_logits.shape)} must have the same shape")
         if labels is not None:
             check_labels(labels, student_logits.shape[1], student_logits.shape[0])
+    dtype = student_logits.dtype
+    q = softmax(teacher_logits, temperature).astype(dtype, copy=False)
+    log_q = log_softmax(teacher_logits, temperature).astype(dtype, copy=False)
+    parts, dlogits = distillation_parts(student_logits, q, log_q, labels, temperature=temperature,
+                                        hard_weight=hard_weight, soft_weight=soft_weight)
+    return parts[0], dlogits
+
+
+def distillation_parts(student_logits, q, log_q, labels=None, *, temperature, hard_weight=1.0,
+                       soft_weight=1.0):
+    """The distillation loss, what a training log shows of it, and its gradient, in one pass.
+
+    q, log_q: the teacher's softmax(v / T) and its log, (N, C) in the student's
+    dtype (the training loop computes them once: they do not change).
+    labels: (N,) int or one-hot rows (N, C), or None (no hard term).
+    Returns (parts, dlogits): parts a (3,) array
+
+        [loss, hard cross-entropy, soft_weight T^2 KL(q || p)]
+
+    where loss is ``distillation_loss``'s, and the soft term splits as
+    soft_weight T^2 (H(q) + KL(q || p)): the KL part falls to 0 as the student
+    matches the teacher, the entropy H(q) is the teacher's and stays. The hard
+    cross-entropy is 0 without labels. dlogits: as ``distillation_loss``.
+    """
     t = float(temperature)
     n = student_logits.shape[0]
-    log_p = log_softmax(student_logits, t)
-    q = softmax(teacher_logits, t).astype(student_logits.dtype, copy=False)
-    soft = -(q * log_p).sum() / n
-    loss = (soft_weight * t * t) * soft
     xp = get_xp(student_logits)
+    log_p = log_softmax(student_logits, t)
+    soft = (q * log_p).sum() / -n
+    loss = (soft_weight * t * t) * soft
     dlogits = xp.exp(log_p)
     dlogits -= q
     dlogits *= soft_weight * t / n
+    kl = (q * (log_q - log_p)).sum(axis=1).mean() * (soft_weight * t * t)
     if labels is not None and hard_weight != 0.0:
         hard, dhard = cross_entropy(student_logits, labels, check=False)
-        loss = loss + hard_weight * hard
-        dhard *= hard_weight
+        if hard_weight != 1.0:   # (times 1 would change no bit and cost two passes)
+            loss = loss + hard_weight * hard
+            dhard *= hard_weight
+        else:
+            loss = loss + hard
         dlogits += dhard
-    return loss, dlogits
+    else:
+        hard = xp.zeros((), dtype=student_logits.dtype)
+    return xp.stack([loss, hard, kl]), dlogits
 
 
 def count_errors(logits, labels):

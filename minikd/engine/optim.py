@@ -17,7 +17,11 @@ Max-norm (after every update): for each Dense layer with ``max_norm = c``,
 every column W[:, j] -- the incoming weight vector of unit j, bias NOT
 included -- is rescaled to Euclidean length c if it is longer:
 
-    W[:, j] <- W[:, j] * min(1, c / ||W[:, j]||_2)
+    W[:, j] <- W[:, j] * min(1, c / ||W[:, j]||_2)  =  W[:, j] * c / max(||W[:, j]||_2, c)
+
+(the second form, which the code uses, is one elementwise operation fewer; in
+floating point the two give the same factor, exactly 1 for a column at or
+under the limit).
 
 The bound is on the length, not the squared length; the paper's "15" read as
 a squared length is c = sqrt(15) (docs/choices.md gives the evidence).
@@ -76,7 +80,7 @@ def max_norm_(W, limit):
     """
     xp = get_xp(W)
     norms = xp.sqrt((W * W).sum(axis=0))
-    scale = xp.minimum(1.0, limit / xp.maximum(norms, 1e-30)).astype(W.dtype, copy=False)
+    scale = (limit / xp.maximum(norms, limit)).astype(W.dtype, copy=False)   # min(1, limit / norm)
     W *= scale
     return W
 

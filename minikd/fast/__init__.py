@@ -3,7 +3,7 @@
 Training plugs it in through one narrow interface of two functions:
 ``mask_sampler(xp)``, the dropout-mask sampler to build the model with, and
 ``training_step(model, optimizer, xp)``, a training step with the interface of
-``minikd.train.ReferenceStep`` (``begin_epoch``, ``step(xb, yb, rng,
+``minikd.train.ReferenceStep`` (``begin_epoch``, ``step(xb, rng,
 loss_fn)``, ``end_epoch``), or None where no faster step applies. The Trainer knows nothing else of what is here;
 a GPU fast path would go behind the same two functions.
 

@@ -84,12 +84,12 @@ def _parse(model):
 
 class FusedStep:
     """The training step's interface (``minikd.train.ReferenceStep``), fused:
-    ``begin_epoch()``, ``step(xb, yb, rng, loss_fn) -> loss``, ``end_epoch()``.
+    ``begin_epoch()``, ``step(xb, rng, loss_fn) -> parts``, ``end_epoch()``.
 
     ``rng`` draws the dropout masks, through each Dropout layer's own sampler,
-    so both steps draw the same masks. ``loss_fn(logits) -> (loss, dlogits)``
-    supplies the loss, so the same fused step trains the teacher, the student
-    and the distilled student.
+    so both steps draw the same masks. ``loss_fn(logits) -> (parts, dlogits)``
+    supplies the loss (parts: its values for the log, handed back), so the same
+    fused step trains the teacher, the student and the distilled student.
     """
 
     @staticmethod
@@ -129,7 +129,7 @@ class FusedStep:
             }
         return self._buffers[n]
 
-    def __call__(self, xb, yb, rng, loss_fn):
+    def __call__(self, xb, rng, loss_fn):
         n = xb.shape[0]
         buf = self.buffers(n)
         # ---- forward: keep every layer's input (after dropout) for backward
@@ -151,7 +151,7 @@ class FusedStep:
             a = h
         logits = gemm(1.0, a, self.out.params["W"], 0.0, buf["logits"])
         logits += self.out.params["b"]
-        loss, d = loss_fn(logits)
+        parts, d = loss_fn(logits)
 
         # ---- backward and update, top layer first
         opt = self.opt
@@ -184,7 +184,7 @@ class FusedStep:
             if dense.max_norm is not None:
                 self.norm_bounds[i].apply(W, vel["W"], a, d, p, c, v_scale=s)
             d = d_below
-        return loss
+        return parts
 
     def begin_epoch(self):
         """Fresh max-norm bounds: weights or velocities may have been loaded or changed
