@@ -8,7 +8,7 @@ import pytest
 
 from minikd.data import load_dataset, to_float
 from minikd.health import DivergenceError, HealthCheck
-from minikd.train import StageConfig, Trainer, bound_rows_, teacher_soft_targets
+from minikd.train import StageConfig, Trainer, bound_rows_
 
 
 @pytest.fixture(scope="module")

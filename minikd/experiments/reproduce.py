@@ -21,30 +21,24 @@ from pathlib import Path
 
 from ..train import teacher_soft_targets
 from .args import (DECAY_FACTOR, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
-                   add_common_args, check_loss_weights, fail, guarded_run, load_data_or_exit,
+                   add_common_args, bound_or_none, check_loss_weights, fail, guarded_run, load_data_or_exit,
                    pick_backend_or_exit)
-from .profiles import profile_configs
-from .results import PAPER_TABLE, SEED_REPRO_TABLE, environment_info, save_figure, write_json
+from .profiles import EPOCHS, PROFILES, deviations_from_paper, describe_deviations, profile_configs
+from .results import (PAPER_TABLE, SEED_REPRO_TABLE, environment_info, save_figure, soft_targets_sha256,
+                      write_json)
 from .stage import (STAGE_ALIASES, STAGES, StageRunError, checkpoint_path, prepare_arrays, refuse_overwrite,
                     run_meta, run_stage)
 
 
 
-def BOUND_OR_NONE(text):
-    """--grad-bound: a finite number > 0, or "none"."""
-    return "none" if text.strip().lower() == "none" else POSITIVE_FLOAT(text)
-
-
-BOUND_OR_NONE.__name__ = "bound"  # what argparse names in its error
-BOUND_OR_NONE.allowed = f"{POSITIVE_FLOAT.allowed}, or none"
-
-
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=profiles_epilog())
     add_common_args(p, default_out="runs/reproduce")
-    p.add_argument("--profile", choices=("quick", "paper"), default="quick",
-                   help="quick: the 2012 recipe compressed for a 2-core CPU (default); "
-                        "paper: batch 100, 3,000 epochs per model, eps decay 0.998, momentum ramp 500 epochs")
+    p.add_argument("--profile", choices=PROFILES, default="quick",
+                   help="quick: the 2012 recipe with fewer epochs, for a 2-core CPU (default); paper: the paper's "
+                        "3,000 epochs and schedules. Neither is the paper's recipe unchanged: every departure is "
+                        "listed at the end of this help and in results.json (deviations_from_paper)")
     p.add_argument("--stages", default="teacher,student,distilled",
                    help="comma-separated subset of teacher,student,distilled (default: all; 'distill' "
                         "is accepted for distilled). distilled without teacher reuses the teacher saved in --out")
@@ -69,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--lr-warmup", type=NON_NEGATIVE_INT, default=None,
                    help="epochs of linear learning-rate warm-up for the student and the distilled student "
                         "(default: profile's)")
-    p.add_argument("--grad-bound", type=BOUND_OR_NONE, default=None,
+    p.add_argument("--grad-bound", type=bound_or_none, default=None,
                    help="the distilled stage's bound on each row's logit gradient (default: the profile's, 1: "
                         "docs/stability.md), or 'none' for the paper's unbounded gradient")
     p.add_argument("--max-norm", type=POSITIVE_FLOAT, default=15.0,
@@ -104,6 +98,16 @@ def parse_args(argv=None):
     return args
 
 
+def profiles_epilog():
+    """Every profile's departures from the paper, as --help prints them (MNIST's shapes)."""
+    parts = ["Where each profile departs from the paper (Hinton et al. 2012 appendix A, 2015 section 3), "
+             "or chooses where it is silent:"]
+    for name in PROFILES:
+        cfgs = profile_configs(name, n_features=784, n_classes=10, image_shape=(28, 28))
+        parts.append(f"--profile {name}:\n" + describe_deviations(deviations_from_paper(cfgs)))
+    return "\n\n".join(parts)
+
+
 def load_previous_results(path, config):
     """results.json already in --out from a run on the same data, or {}.
 
@@ -122,17 +126,24 @@ def load_previous_results(path, config):
     return old if same else {}
 
 
-def comparable_with_paper(dataset, eval_name):
-    """True when a run's error counts are on the paper's footing: MNIST's
-    10,000 test images. Digits, an idx folder of other images, or the
-    validation split count errors on other images, so the paper's 67 / 146 / 74
-    (and the seed reproduction's) would only mislead beside them."""
-    return dataset == "mnist" and eval_name == "test"
+MNIST_TRAIN_IMAGES = 60000
 
 
-def print_table(models, eval_name, dataset="mnist"):
+def comparable_with_paper(dataset, eval_name, models=None, profile="quick"):
+    """True when a run's error counts are on the paper's footing: MNIST's 10,000 test images,
+    every model trained on all 60,000 training images for its profile's own epochs. Digits, an
+    idx folder, the validation split, a --train-size subset or a shortened --epochs run count
+    other errors, so the paper's 67 / 146 / 74 (and the seed reproduction's) would only mislead
+    beside them."""
+    if dataset != "mnist" or eval_name != "test":
+        return False
+    return all(m.get("train_size") == MNIST_TRAIN_IMAGES and m.get("epochs") == EPOCHS[profile][key]
+               for key, m in (models or {}).items())
+
+
+def print_table(models, eval_name, dataset="mnist", profile="quick"):
     """The final table; the published columns only where comparable_with_paper."""
-    published = comparable_with_paper(dataset, eval_name)
+    published = comparable_with_paper(dataset, eval_name, models, profile)
     head = ("model", f"{eval_name} errors", "error %") + (("paper", "seed repro") if published else ())
     rows = [head]
     n_eval = None
@@ -158,17 +169,18 @@ def print_table(models, eval_name, dataset="mnist"):
     print(line)
     if not published:
         where = f"{n_eval} {dataset} {eval_name} images" if n_eval is not None else f"{dataset} {eval_name} images"
-        print(f"errors out of {where}; the paper's figures count errors on MNIST's 10,000 test "
-              f"images and are not comparable, so they are not shown")
+        print(f"errors out of {where}; the paper's figures count errors on MNIST's 10,000 test images "
+              f"after training on all 60,000 for the profile's own epochs, so they are not comparable and "
+              f"are not shown")
 
 
-def plot_curves(models, path, eval_name, dataset="mnist"):
+def plot_curves(models, path, eval_name, dataset="mnist", profile="quick"):
     """Errors per epoch of each model (log scale); the paper's numbers as dashed
     lines only where comparable_with_paper."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    published = comparable_with_paper(dataset, eval_name)
+    published = comparable_with_paper(dataset, eval_name, models, profile)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = {"teacher": "C0", "student": "C1", "distilled": "C2"}
     for key, m in models.items():
@@ -219,12 +231,15 @@ def _run(args, argv, xp, dataset):
     run_kw = dict(out=out, resume=args.resume, meta=meta, fast=not args.no_fast, overwrite=args.overwrite,
                   checkpoint_every=every if args.checkpoint_every is None else args.checkpoint_every,
                   eval_every=every if args.eval_every is None else args.eval_every)
+    def with_seed(stage, seed):
+        return replace(cfgs[stage], seed=seed)
+
+    def seeds_of(stage):
+        return [args.seed] if stage == "teacher" else [args.seed + i for i in range(args.seeds)]
+
     try:  # before any training: a rerun must not replace finished checkpoints by accident
-        refuse_overwrite([checkpoint_path(out, cfgs[stage].__class__(**{**cfgs[stage].__dict__, "seed": seed}))
-                          for stage in args.stages
-                          for seed in ([args.seed] if stage == "teacher" else
-                                       [args.seed + i for i in range(args.seeds)])],
-                         resume=args.resume, overwrite=args.overwrite)
+        refuse_overwrite([checkpoint_path(out, with_seed(stage, seed)) for stage in args.stages
+                          for seed in seeds_of(stage)], resume=args.resume, overwrite=args.overwrite)
     except StageRunError as exc:
         fail(str(exc))
     results_path = out / "results.json"
@@ -233,7 +248,8 @@ def _run(args, argv, xp, dataset):
         "dataset": dataset.name, "data_source": dataset.source, "n_train": arrays["n_train"],
         "evaluated_on": arrays["eval_name"], "n_eval": arrays["n_eval"], "seeds": args.seeds,
         "stages": {k: cfgs[k].to_dict() for k in args.stages},
-    }, "environment": environment_info(xp), "paper": PAPER_TABLE, "seed_reproduction": SEED_REPRO_TABLE}
+    }, "deviations_from_paper": deviations_from_paper(cfgs), "environment": environment_info(xp),
+        "paper": PAPER_TABLE, "seed_reproduction": SEED_REPRO_TABLE}
     previous = load_previous_results(results_path, results["config"])
     for key, entry in previous.get("models", {}).items():
         if key not in args.stages:
@@ -241,40 +257,76 @@ def _run(args, argv, xp, dataset):
             results["config"]["stages"].update(
                 {k: v for k, v in previous["config"].get("stages", {}).items() if k == key})
     t_start = time.time()
-    teacher_model = None
+    soft = None   # the teacher's soft targets, once the teacher is trained or loaded
     try:
         for stage in args.stages:
-            seeds = [args.seed] if stage == "teacher" else [args.seed + i for i in range(args.seeds)]
-            soft = None
-            if stage == "distilled":
-                teacher_model = teacher_model or run_stage(cfgs["teacher"], arrays, xp, reuse_only=True,
-                                                           **run_kw)[0].model
-                t0 = time.perf_counter()
-                soft = teacher_soft_targets(teacher_model, arrays["x_train"])
-                print(f"teacher soft targets for {soft.shape[0]} training images: "
-                      f"{time.perf_counter() - t0:.1f} s (computed once)", file=sys.stderr)
+            if stage == "distilled" and soft is None:   # the teacher saved in --out
+                soft = soft_targets(run_stage(cfgs["teacher"], arrays, xp, reuse_only=True, **run_kw)[0].model,
+                                    arrays["x_train"])
             runs = []
-            for seed in seeds:
-                cfg = cfgs[stage].__class__(**{**cfgs[stage].__dict__, "seed": seed})
-                trainer, entry = run_stage(cfg, arrays, xp, soft_logits=soft, **run_kw)
+            for seed in seeds_of(stage):
+                trainer, entry = run_stage(with_seed(stage, seed), arrays, xp,
+                                           soft_logits=soft.logits if stage == "distilled" else None, **run_kw)
                 runs.append(entry)
-                if stage == "teacher":
-                    teacher_model = trainer.model
+            if stage == "teacher":
+                soft = soft_targets(trainer.model, arrays["x_train"])
             entry = dict(runs[0])
             if len(runs) > 1:
                 entry["test_errors_all_seeds"] = [r["test_errors"] for r in runs]
                 entry["test_errors_mean"] = sum(entry["test_errors_all_seeds"]) / len(runs)
                 entry["seeds"] = [{k: r[k] for k in ("seed", "test_errors", "sec_per_epoch", "wall_seconds")}
                                   for r in runs]
+            if stage == "teacher":   # which soft targets this teacher gives; a distilled row names the same hash
+                entry["soft_targets_sha256"] = soft.sha256
+            if stage == "distilled":
+                entry["teacher_soft_targets_sha256"] = soft.sha256
             results["models"][stage] = entry
+            drop_rows_of_another_teacher(results["models"], args.stages, results_path)
             results["wall_seconds_this_run"] = time.time() - t_start
             write_json(results_path, results)
     except StageRunError as exc:
         fail(str(exc))
-    print_table(results["models"], arrays["eval_name"], dataset=dataset.name)
-    plot_curves(results["models"], out / "learning_curves.png", arrays["eval_name"], dataset=dataset.name)
+    print_table(results["models"], arrays["eval_name"], dataset=dataset.name, profile=args.profile)
+    plot_curves(results["models"], out / "learning_curves.png", arrays["eval_name"], dataset=dataset.name,
+                profile=args.profile)
     print(f"wall time of this run {results['wall_seconds_this_run'] / 60:.1f} min; results in {results_path}")
     return 0
+
+
+class SoftTargets:
+    """A teacher's logits on the transfer set (device array ``logits``) and their SHA-256."""
+
+    def __init__(self, logits):
+        self.logits, self.sha256 = logits, soft_targets_sha256(logits)
+
+
+def soft_targets(teacher_model, x_transfer):
+    """The teacher's soft targets (computed once, eval mode, un-jittered images) and their hash."""
+    t0 = time.perf_counter()
+    soft = SoftTargets(teacher_soft_targets(teacher_model, x_transfer))
+    print(f"teacher soft targets for {soft.logits.shape[0]} training images: {time.perf_counter() - t0:.1f} s "
+          f"(computed once; sha256 {soft.sha256[:16]}...)", file=sys.stderr)
+    return soft
+
+
+def drop_rows_of_another_teacher(models, trained_now, results_path):
+    """A table must not mix a distilled student with a teacher that did not teach it.
+
+    When results.json's teacher and distilled rows name different soft targets (or an older
+    distilled row names none), the row carried over from an earlier run is dropped -- the table
+    starts again for it -- and one line on stderr says so."""
+    teacher, distilled = models.get("teacher"), models.get("distilled")
+    if teacher is None or distilled is None:
+        return
+    if distilled.get("teacher_soft_targets_sha256") == teacher.get("soft_targets_sha256") is not None:
+        return
+    carried = [key for key in ("teacher", "distilled") if key not in trained_now]
+    if len(carried) != 1:   # both trained now share one teacher by construction; both carried were checked then
+        return
+    stale = carried[0]
+    del models[stale]
+    print(f"{results_path}: the {stale} row from an earlier run learned from (or is) another teacher than this "
+          f"run's, so it is dropped from the table; train it again (--stages {stale}) to fill it", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -221,13 +221,104 @@ def test_paper_profile_matches_the_2012_recipe():
 
 def test_quick_profile_spreads_the_papers_learning_rate_fall():
     """Quick: eps falls by the paper's 0.998^3000 (~400x) over each stage's own epochs."""
-    for epochs in (None, 5):
-        cfgs = profiles.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28),
-                                          epochs=epochs)
-        for cfg in cfgs.values():
-            assert cfg.lr_decay ** cfg.epochs == pytest.approx(0.998 ** 3000)
+    cfgs = profiles.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28))
+    for cfg in cfgs.values():
+        assert cfg.lr_decay ** cfg.epochs == pytest.approx(0.998 ** 3000)
+        assert cfg.momentum_ramp == pytest.approx(cfg.epochs / 6)
     fixed = profiles.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28), lr_decay=0.9)
     assert {c.lr_decay for c in fixed.values()} == {0.9}
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_a_short_run_follows_the_start_of_the_profiles_schedule(profile):
+    """--epochs N below the profile's own epochs does not squeeze the schedules into N: epoch t of
+    a short run has the eps and momentum of epoch t of the full run (the 2-epoch run that jumped
+    from momentum 0.5 to 0.99 while eps fell 20x learned nothing). Longer runs stretch them."""
+    from minikd.train import build_optimizer, build_model
+    full = profiles.profile_configs(profile, n_features=64, n_classes=10, image_shape=(8, 8))
+    for n in (1, 2, 5):
+        short = profiles.profile_configs(profile, n_features=64, n_classes=10, image_shape=(8, 8), epochs=n)
+        for stage, cfg in short.items():
+            assert cfg.epochs == n
+            assert (cfg.lr_decay, cfg.momentum_ramp, cfg.lr_warmup) == \
+                (full[stage].lr_decay, full[stage].momentum_ramp, full[stage].lr_warmup)
+    two = build_optimizer(short["student"], build_model(short["student"], np))
+    two.set_epoch(1)
+    assert two.p < 0.6 and two.eps > 0.5 * short["student"].lr      # not 0.99, not a 20x fall
+    long = profiles.profile_configs(profile, n_features=64, n_classes=10, image_shape=(8, 8), epochs=6000)
+    if profile == "quick":
+        assert long["student"].lr_decay ** 6000 == pytest.approx(0.998 ** 3000)
+
+
+def test_each_profiles_additions_are_asserted():
+    """The distilled stage's warm-up, row bound and hard weight, per profile; teacher and student
+    have none of them."""
+    for profile in profiles.PROFILES:
+        cfgs = profiles.profile_configs(profile, n_features=784, n_classes=10, image_shape=(28, 28))
+        d = cfgs["distilled"]
+        assert (d.lr_warmup, d.grad_bound, d.hard_weight, d.soft_weight, d.temperature) == \
+            (profiles.DISTILL_WARMUP, profiles.DISTILL_GRAD_BOUND, 1.0, 1.0, 20.0) == (7, 1.0, 1.0, 1.0, 20.0)
+        for stage in ("teacher", "student"):
+            assert (cfgs[stage].lr_warmup, cfgs[stage].grad_bound) == (0, None)
+
+
+def test_every_departure_from_the_paper_is_listed():
+    """Each setting that differs from PAPER_RECIPE shows in deviations_from_paper, with a reason;
+    the same list is in --help. A profile that changed a setting silently fails here."""
+    import dataclasses
+    for profile in profiles.PROFILES:
+        cfgs = profiles.profile_configs(profile, n_features=784, n_classes=10, image_shape=(28, 28))
+        rows = profiles.deviations_from_paper(cfgs)
+        assert all(set(r) == {"setting", "paper", "ours", "why"} and r["why"] for r in rows)
+        settings = {r["setting"] for r in rows}
+        for stage, c in cfgs.items():
+            assert (c.lr != 10) == (f"{stage}: eps_0" in settings)
+            assert (c.epochs != 3000) == (f"{stage}: epochs" in settings)
+            assert (c.lr_decay != 0.998 or c.momentum_ramp != 500) == (f"{stage}: schedules" in settings)
+            assert bool(c.lr_warmup) == (f"{stage}: learning-rate warm-up" in settings)
+            assert (c.grad_bound is not None) == (f"{stage}: per-row gradient bound" in settings)
+            assert (c.batch_size, c.momentum_start, c.momentum_end, c.init_std) == (100, 0.5, 0.99, 0.01)
+        changed = dict(cfgs, student=dataclasses.replace(cfgs["student"], lr_warmup=3))
+        assert "student: learning-rate warm-up" in {r["setting"] for r in profiles.deviations_from_paper(changed)}
+    from minikd.experiments import reproduce
+    text = reproduce.profiles_epilog()
+    for profile in profiles.PROFILES:
+        cfgs = profiles.profile_configs(profile, n_features=784, n_classes=10, image_shape=(28, 28))
+        for r in profiles.deviations_from_paper(cfgs):
+            assert f"{r['setting']}: paper {r['paper']}; ours {r['ours']}" in text
+
+
+def test_results_name_their_teacher_and_threads_and_refuse_to_mix_teachers(tmp_path):
+    """results.json: the distilled row names its teacher's soft targets by their full SHA-256, the
+    teacher row gives the same hash, the BLAS thread count is a number; a retrained teacher drops
+    the earlier distilled row from the table instead of mixing them, and says so."""
+    out = tmp_path / "r"
+    base = [*DIGITS, "--profile", "paper", "--epochs", "10", "--out", str(out)]
+    run_cli(*base, "--stages", "teacher,distilled")
+    res = json.loads((out / "results.json").read_text())
+    sha = res["models"]["teacher"]["soft_targets_sha256"]
+    assert len(sha) == 64 and int(sha, 16) >= 0
+    assert res["models"]["distilled"]["teacher_soft_targets_sha256"] == sha
+    assert isinstance(res["environment"]["blas_threads"], int) and res["environment"]["blas_threads"] >= 1
+    assert res["deviations_from_paper"] and {"setting", "paper", "ours", "why"} == set(res["deviations_from_paper"][0])
+    proc = run_cli(*base, "--stages", "teacher", "--overwrite", "--seed", "1")
+    res2 = json.loads((out / "results.json").read_text())
+    assert res2["models"]["teacher"]["soft_targets_sha256"] != sha
+    assert set(res2["models"]) == {"teacher"}
+    assert "distilled row from an earlier run" in proc.stderr and "dropped" in proc.stderr
+    run_cli(*base, "--stages", "distilled", "--overwrite", "--seed", "1")
+    res3 = json.loads((out / "results.json").read_text())
+    assert res3["models"]["distilled"]["teacher_soft_targets_sha256"] == res2["models"]["teacher"]["soft_targets_sha256"]
+
+
+def test_published_columns_only_for_comparable_runs():
+    from minikd.experiments.reproduce import comparable_with_paper
+    full = {"teacher": {"train_size": 60000, "epochs": 150}, "student": {"train_size": 60000, "epochs": 70}}
+    assert comparable_with_paper("mnist", "test", full, "quick")
+    assert not comparable_with_paper("mnist", "validation", full, "quick")
+    assert not comparable_with_paper("digits", "test", full, "quick")
+    assert not comparable_with_paper("mnist", "test", dict(full, student={"train_size": 2000, "epochs": 70}))
+    assert not comparable_with_paper("mnist", "test", dict(full, student={"train_size": 60000, "epochs": 4}))
 
 
 def test_paper_profile_runs_on_cpu(tmp_path):
