@@ -153,8 +153,10 @@ def test_a_teacher_of_another_dataset_or_size_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- the script
-SMALL = ["--dataset", "digits", "--backend", "numpy", "--teacher-width", "64", "--width", "32",
-         "--teacher-epochs", "4", "--epochs", "3", "--seeds", "2"]
+# Long enough for every model to learn: the health check stops a stage that ends at chance
+# (a 64-wide teacher of 4 epochs, or 30-epoch students, do on digits). About 10 s.
+SMALL = ["--dataset", "digits", "--backend", "numpy", "--teacher-width", "200", "--width", "100",
+         "--teacher-epochs", "60", "--epochs", "80", "--lr", "1", "--seeds", "2"]
 
 
 def run_script(*args, check=True):
@@ -204,7 +206,7 @@ def test_script_end_to_end_on_digits(tmp_path):
     assert res3["teacher"]["path"] == str(out / "teacher.npz") and list(res3["experiments"]) == ["omit"]
 
     # Students distilled from one teacher are never reused under another.
-    proc = run_script(*SMALL, "--teacher-epochs", "5", "--out", str(out), check=False)
+    proc = run_script(*SMALL, "--teacher-epochs", "61", "--out", str(out), check=False)
     assert proc.returncode == 1 and "teacher_soft_targets" in proc.stderr and "another --out" in proc.stderr
 
 

@@ -135,9 +135,11 @@ def test_missing_dask_gets_one_clear_sentence(monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------- the script
-COMMON = ["--dataset", "digits", "--backend", "numpy", "--teacher-width", "64", "--teacher-epochs", "3",
+# Long enough for the teacher and every cell to learn: the health check stops a stage that
+# ends at chance (a 64-wide teacher of 3 epochs, or 3-epoch cells, do on digits).
+COMMON = ["--dataset", "digits", "--backend", "numpy", "--teacher-width", "200", "--teacher-epochs", "60", "--lr", "1",
           "--temperatures", "2,20", "--widths", "30,40"]
-SMALL = COMMON + ["--epochs", "3", "--seeds", "1"]
+SMALL = COMMON + ["--epochs", "60", "--seeds", "1"]
 
 
 def run_script(*args, check=True):
@@ -177,13 +179,13 @@ def test_sweep_2x2_on_a_local_cluster_then_rerun_skips_finished_cells(tmp_path):
     from dask.distributed import Client, LocalCluster
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
                       dashboard_address=None) as cluster, Client(cluster):
-        more = run_script(*COMMON, "--epochs", "3", "--seeds", "2", "--scheduler", cluster.scheduler_address, "--out", str(out))
+        more = run_script(*COMMON, "--epochs", "60", "--seeds", "2", "--scheduler", cluster.scheduler_address, "--out", str(out))
     assert "4 already done" in more.stdout and "4 to run" in more.stdout
     assert f"running on {cluster.scheduler_address}" in more.stdout
     assert len(list((out / "cells").glob("*.json"))) == 8
     assert {c.name: c.stat().st_mtime_ns for c in sorted((out / "cells").glob("*_s0.json"))} == stamps
 
     # Cells from other settings are never mixed in: the run stops and says why.
-    bad = run_script(*COMMON, "--epochs", "4", "--seeds", "1", "--out", str(out), check=False)
-    assert bad.returncode == 1 and "epochs=3" in bad.stderr and "epochs=4" in bad.stderr
+    bad = run_script(*COMMON, "--epochs", "61", "--seeds", "1", "--out", str(out), check=False)
+    assert bad.returncode == 1 and "epochs=60" in bad.stderr and "epochs=61" in bad.stderr
     assert "another --out" in bad.stderr and "Traceback" not in bad.stderr
