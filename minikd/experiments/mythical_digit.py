@@ -16,7 +16,7 @@ reported beside it for information only.
 
     python scripts/mythical_digit.py --teacher runs/reproduce/teacher.npz
     python scripts/mythical_digit.py --dataset digits --teacher-width 200 --width 100 \
-        --teacher-epochs 60 --epochs 40 --lr 1 --out runs/mythical_digits     # seconds
+        --teacher-epochs 60 --epochs 80 --lr 1 --out runs/mythical_digits     # seconds
 
 Default budget (quick profile, 2-core CPU, MNIST): transfer sets from the
 first 50,000 training images; students 40 epochs each, 3 seeds per experiment

@@ -20,9 +20,9 @@ skips it and an interrupted sweep resumes; a failed cell is reported and the
 others go on (rerun the same command to retry it).
 
     python scripts/temperature_sweep.py --teacher runs/reproduce/teacher.npz
-    python scripts/temperature_sweep.py --dataset digits --teacher-width 200 --teacher-epochs 30 \\
-        --epochs 20 --lr 1 --temperatures 1,3,8,20 --widths 30,300 --seeds 3 \\
-        --out runs/sweep_digits                                               # seconds
+    python scripts/temperature_sweep.py --dataset digits --teacher-width 200 --teacher-epochs 60 \\
+        --epochs 60 --lr 1 --temperatures 1,3,8,20 --widths 30,300 --seeds 3 \\
+        --out runs/sweep_digits                                               # half a minute
 
 Default budget (quick profile, 2-core CPU, MNIST): T in 1,2,3,4,6,8,12,20,30,
 widths 30 and 300 (800 left out: 300 already tests claim 1), 2 seeds per cell,
