@@ -234,21 +234,22 @@ class Trainer:
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
     # -- one step -----------------------------------------------------------------
-    def loss_and_grad(self, logits, batch):
+    def loss_and_grad(self, logits, batch, out):
         """The stage's loss of a batch, as ``(parts, dL/dlogits)``.
 
         ``batch``: the batch's rows of ``epoch_rows`` (each row's own targets). parts:
         [loss], or distilling [loss, hard cross-entropy, soft_weight T^2 KL(q || p)]
-        (``distillation_parts``), each the batch's mean; the log shows their epoch means.
+        (``distillation_parts``), each the batch's mean, written into ``out`` (the batch's
+        row of the epoch's table); the log shows their epoch means.
         """
         cfg = self.cfg
         if self.soft_logits is None:
-            loss, dlogits = cross_entropy(logits, batch["targets"], check=False)
-            return loss.reshape(1), dlogits
+            _, dlogits = cross_entropy(logits, batch["targets"], check=False, out=out[0, ...])
+            return out, dlogits
         targets = batch["targets"] if cfg.hard_weight != 0.0 else None
         parts, dlogits = distillation_parts(logits, batch["q"], batch["log_q"], targets,
                                             temperature=cfg.temperature, hard_weight=cfg.hard_weight,
-                                            soft_weight=cfg.soft_weight)
+                                            soft_weight=cfg.soft_weight, out=out)
         if cfg.grad_bound is not None:
             bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
         return parts, dlogits
@@ -284,20 +285,20 @@ class Trainer:
         synchronize(xp)
         t0 = time.perf_counter()
         rows = self.epoch_rows(shuffled_indices(rng, n))
-        # The sums are float64: at a distilled loss of ~900 a float32 sum over 600 steps rounds by more
-        # than the differences a reader compares. The losses themselves stay in the training dtype.
-        parts_sum = xp.zeros(3 if self.soft_logits is not None else 1, dtype=xp.float64)
-        n_batches = 0
+        starts = range(0, n, cfg.batch_size)
+        # One row per batch, which the loss writes its parts into: nothing is summed per step.
+        table = xp.empty((len(starts), 3 if self.soft_logits is not None else 1), dtype=rows["x"].dtype)
         try:
-            for start in range(0, n, cfg.batch_size):
+            for b, start in enumerate(starts):
                 batch = {key: v[start:start + cfg.batch_size] for key, v in rows.items()}
                 xb = self.batch_inputs(batch["x"], rng)
-                parts_sum += self.step(xb, rng, lambda logits: self.loss_and_grad(logits, batch))
-                n_batches += 1
+                self.step(xb, rng, lambda logits: self.loss_and_grad(logits, batch, table[b]))
         finally:
             self.step.end_epoch()
         synchronize(xp)
-        self.epoch_means = parts_sum / n_batches   # [loss] or [loss, hard CE, soft_weight T^2 KL]
+        # The sums are float64, adding the rows in order: at a distilled loss of ~900 a float32 sum over
+        # 600 steps rounds by more than the differences a reader compares.
+        self.epoch_means = table.astype(xp.float64).sum(axis=0) / len(starts)   # [loss] or [loss, hard, KL]
         return self.epoch_means[0], time.perf_counter() - t0
 
     def fit(self, *, on_epoch: Optional[Callable[[EpochLog], None]] = None, eval_every=1):

@@ -120,12 +120,14 @@ def _check_targets(targets, logits):
         raise ValueError(f"target rows must be floats (e.g. one_hot(labels, C)), got dtype {targets.dtype}")
 
 
-def cross_entropy(logits, labels, *, check=True):
+def cross_entropy(logits, labels, *, check=True, out=None):
     """Mean softmax cross-entropy against integer labels or target rows.
 
     logits: (N, C) float; labels: (N,) int in [0, C), or their one-hot rows t
     (N, C) in the logits' dtype (``one_hot``; the training loop passes these).
     Returns (loss, dlogits): loss a 0-d array, dlogits (N, C) = (p - onehot) / N.
+    ``out``: a 0-d array of the logits' dtype to write the loss into (the training
+    loop's table of batch losses), which is then the loss returned.
     """
     if check:
         _check_logits(logits, "logits")
@@ -137,8 +139,10 @@ def cross_entropy(logits, labels, *, check=True):
     n = logits.shape[0]
     t = labels if labels.ndim == 2 else one_hot(labels, logits.shape[1], logits.dtype)
     logp = log_softmax(logits)
-    # each row's sum over c picks log p_{n, y_n}; dividing by -N is the minus sign and the mean at once
-    loss = (t * logp).sum(axis=1).sum() / -n
+    # Row n's dot product with its target row, one batched product: log p_{n, y_n} for a one-hot
+    # row (exactly: the other terms are 0). Dividing by -N is the minus sign and the mean at once.
+    picked = logp[:, None, :] @ t[:, :, None]          # (N, 1, 1)
+    loss = xp.divide(picked.sum(), -n, out=out)
     dlogits = xp.exp(logp)
     dlogits -= t
     dlogits /= n
@@ -176,7 +180,7 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
 
 
 def distillation_parts(student_logits, q, log_q, labels=None, *, temperature, hard_weight=1.0,
-                       soft_weight=1.0):
+                       soft_weight=1.0, out=None):
     """The distillation loss, what a training log shows of it, and its gradient, in one pass.
 
     q, log_q: the teacher's softmax(v / T) and its log, (N, C) in the student's
@@ -190,28 +194,32 @@ def distillation_parts(student_logits, q, log_q, labels=None, *, temperature, ha
     soft_weight T^2 (H(q) + KL(q || p)): the KL part falls to 0 as the student
     matches the teacher, the entropy H(q) is the teacher's and stays. The hard
     cross-entropy is 0 without labels. dlogits: as ``distillation_loss``.
+    ``out``: a (3,) array of the logits' dtype to write the parts into (a row of
+    the training loop's table of batch losses); it is then the parts returned.
+    (``parts[i, ...]`` is a 0-d view of one entry: in NumPy ``parts[i]`` is a copy.)
     """
     t = float(temperature)
     n = student_logits.shape[0]
     xp = get_xp(student_logits)
+    parts = out if out is not None else xp.empty(3, dtype=student_logits.dtype)
     log_p = log_softmax(student_logits, t)
     soft = (q * log_p).sum() / -n
     loss = (soft_weight * t * t) * soft
     dlogits = xp.exp(log_p)
     dlogits -= q
     dlogits *= soft_weight * t / n
-    kl = (q * (log_q - log_p)).sum(axis=1).mean() * (soft_weight * t * t)
+    xp.multiply((q * (log_q - log_p)).sum(axis=1).mean(), soft_weight * t * t, out=parts[2, ...])   # KL part
     if labels is not None and hard_weight != 0.0:
-        hard, dhard = cross_entropy(student_logits, labels, check=False)
+        hard, dhard = cross_entropy(student_logits, labels, check=False, out=parts[1, ...])
         if hard_weight != 1.0:   # (times 1 would change no bit and cost two passes)
-            loss = loss + hard_weight * hard
+            xp.add(loss, hard_weight * hard, out=parts[0, ...])
             dhard *= hard_weight
         else:
-            loss = loss + hard
+            xp.add(loss, hard, out=parts[0, ...])
         dlogits += dhard
     else:
-        hard = xp.zeros((), dtype=student_logits.dtype)
-    return xp.stack([loss, hard, kl]), dlogits
+        parts[0], parts[1] = loss, 0.0
+    return parts, dlogits
 
 
 def count_errors(logits, labels):
