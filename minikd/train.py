@@ -26,8 +26,8 @@ from . import fast as fast_path
 from .data.augment import jitter as jitter_images
 from .engine.backend import backend_name, get_xp, make_rng, shuffled_indices, synchronize, to_host
 from .engine.layers import mlp
-from .engine.losses import (check_labels, count_errors, cross_entropy, distillation_parts, log_softmax, one_hot,
-                            softmax)
+from .engine.losses import (check_labels, count_errors, cross_entropy, distillation_parts, kl_rows, log_softmax,
+                            one_hot, softmax)
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
 from .health import DivergenceError, HealthCheck  # noqa: F401 (DivergenceError: re-exported for callers)
 
@@ -238,30 +238,44 @@ class Trainer:
         """The stage's loss of a batch, as ``(parts, dL/dlogits)``.
 
         ``batch``: the batch's rows of ``epoch_rows`` (each row's own targets). parts:
-        [loss], or distilling [loss, hard cross-entropy, soft_weight T^2 KL(q || p)]
-        (``distillation_parts``), each the batch's mean, written into ``out`` (the batch's
-        row of the epoch's table); the log shows their epoch means.
+        [loss], or distilling [loss, hard cross-entropy] (``distillation_parts``, which
+        also keeps the batch's log p in ``batch["log_p"]`` for the log's KL part), each
+        the batch's mean, written into ``out``, the batch's row of the epoch's table.
         """
         cfg = self.cfg
         if self.soft_logits is None:
             _, dlogits = cross_entropy(logits, batch["targets"], check=False, out=out[0, ...])
             return out, dlogits
         targets = batch["targets"] if cfg.hard_weight != 0.0 else None
-        parts, dlogits = distillation_parts(logits, batch["q"], batch["log_q"], targets,
-                                            temperature=cfg.temperature, hard_weight=cfg.hard_weight,
-                                            soft_weight=cfg.soft_weight, out=out)
+        parts, dlogits = distillation_parts(logits, batch["q"], targets, temperature=cfg.temperature,
+                                            hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
+                                            out=out[:2], log_p_out=batch["log_p"])
         if cfg.grad_bound is not None:
             bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
         return parts, dlogits
 
     def epoch_rows(self, perm):
         """The training rows in the epoch's shuffled order ``perm``, gathered once per epoch:
-        {"x", "targets"} and, distilling, {"q", "log_q"}, each (N, ...). A batch is a slice of
-        each: no gather per step, and a row's targets cannot part from its image."""
+        {"x", "targets"} and, distilling, {"q", "log_q"} and room for each step's log p,
+        each (N, ...). A batch is a slice of each: no gather per step, and a row's targets
+        cannot part from its image."""
         rows = {"x": self.x_train[perm], "targets": self._targets[perm]}
         if self.soft_logits is not None:
             rows["q"], rows["log_q"] = self._q[perm], self._log_q[perm]
+            rows["log_p"] = self.xp.empty(rows["q"].shape, dtype=rows["q"].dtype)
         return rows
+
+    def kl_by_batch(self, rows, batch_size, out):
+        """The log's KL part of every batch of the epoch, into ``out`` (n_batches,): soft_weight T^2
+        times the batch's mean KL(q || p), p as the step saw it (``rows["log_p"]``). Computed once per
+        epoch, for all batches at once; the numbers are those each step would have computed."""
+        kl = kl_rows(rows["q"], rows["log_q"], rows["log_p"])   # (N,), rows in batch order
+        n_full = kl.shape[0] // batch_size
+        means = [kl[:n_full * batch_size].reshape(n_full, batch_size).mean(axis=1)]   # the full batches
+        if kl.shape[0] > n_full * batch_size:
+            means.append(kl[n_full * batch_size:].mean(keepdims=True))                # the last, shorter one
+        t = self.cfg.temperature
+        return self.xp.multiply(self.xp.concatenate(means), self.cfg.soft_weight * t * t, out=out)
 
     def batch_inputs(self, xb, rng):
         """The batch's images as the network sees them: jittered (the teacher) or as they are."""
@@ -295,6 +309,8 @@ class Trainer:
                 self.step(xb, rng, lambda logits: self.loss_and_grad(logits, batch, table[b]))
         finally:
             self.step.end_epoch()
+        if self.soft_logits is not None:
+            self.kl_by_batch(rows, cfg.batch_size, out=table[:, 2])
         synchronize(xp)
         # The sums are float64, adding the rows in order: at a distilled loss of ~900 a float32 sum over
         # 600 steps rounds by more than the differences a reader compares.

@@ -58,15 +58,15 @@ from __future__ import annotations
 from .backend import get_xp
 
 
-def log_softmax(z, temperature=1.0):
+def log_softmax(z, temperature=1.0, *, out=None):
     """log softmax(z / T) along the last axis, stable for any magnitude of z.
 
-    z: (N, C) -> (N, C), same dtype.
+    z: (N, C) -> (N, C), same dtype; written into ``out`` if given.
     """
     s = z / temperature if temperature != 1.0 else z
     s = s - s.max(axis=-1, keepdims=True)
     xp = get_xp(z)
-    return s - xp.log(xp.exp(s).sum(axis=-1, keepdims=True))
+    return xp.subtract(s, xp.log(xp.exp(s).sum(axis=-1, keepdims=True)), out=out)
 
 
 def softmax(z, temperature=1.0):
@@ -171,44 +171,37 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
                              f"{tuple(student_logits.shape)} must have the same shape")
         if labels is not None:
             check_labels(labels, student_logits.shape[1], student_logits.shape[0])
-    dtype = student_logits.dtype
-    q = softmax(teacher_logits, temperature).astype(dtype, copy=False)
-    log_q = log_softmax(teacher_logits, temperature).astype(dtype, copy=False)
-    parts, dlogits = distillation_parts(student_logits, q, log_q, labels, temperature=temperature,
+    q = softmax(teacher_logits, temperature).astype(student_logits.dtype, copy=False)
+    parts, dlogits = distillation_parts(student_logits, q, labels, temperature=temperature,
                                         hard_weight=hard_weight, soft_weight=soft_weight)
     return parts[0], dlogits
 
 
-def distillation_parts(student_logits, q, log_q, labels=None, *, temperature, hard_weight=1.0,
-                       soft_weight=1.0, out=None):
-    """The distillation loss, what a training log shows of it, and its gradient, in one pass.
+def distillation_parts(student_logits, q, labels=None, *, temperature, hard_weight=1.0, soft_weight=1.0,
+                       out=None, log_p_out=None):
+    """The distillation loss with its hard part, and its gradient, in one pass.
 
-    q, log_q: the teacher's softmax(v / T) and its log, (N, C) in the student's
-    dtype (the training loop computes them once: they do not change).
-    labels: (N,) int or one-hot rows (N, C), or None (no hard term).
-    Returns (parts, dlogits): parts a (3,) array
-
-        [loss, hard cross-entropy, soft_weight T^2 KL(q || p)]
-
-    where loss is ``distillation_loss``'s, and the soft term splits as
-    soft_weight T^2 (H(q) + KL(q || p)): the KL part falls to 0 as the student
-    matches the teacher, the entropy H(q) is the teacher's and stays. The hard
-    cross-entropy is 0 without labels. dlogits: as ``distillation_loss``.
-    ``out``: a (3,) array of the logits' dtype to write the parts into (a row of
-    the training loop's table of batch losses); it is then the parts returned.
+    q: the teacher's softmax(v / T), (N, C) in the student's dtype (the training
+    loop computes it once: it does not change). labels: (N,) int or one-hot rows
+    (N, C), or None (no hard term).
+    Returns (parts, dlogits): parts a (2,) array [loss, hard cross-entropy] (0
+    without labels), loss being ``distillation_loss``'s; dlogits: as there.
+    ``out``: a (2,) array of the logits' dtype to write the parts into (the
+    training loop's table of batch losses); it is then the parts returned.
+    ``log_p_out``: an (N, C) array to keep log p = log softmax(z / T) in, from
+    which the training log computes the KL part (``kl_rows``) once per epoch.
     (``parts[i, ...]`` is a 0-d view of one entry: in NumPy ``parts[i]`` is a copy.)
     """
     t = float(temperature)
     n = student_logits.shape[0]
     xp = get_xp(student_logits)
-    parts = out if out is not None else xp.empty(3, dtype=student_logits.dtype)
-    log_p = log_softmax(student_logits, t)
+    parts = out if out is not None else xp.empty(2, dtype=student_logits.dtype)
+    log_p = log_softmax(student_logits, t, out=log_p_out)
     soft = (q * log_p).sum() / -n
     loss = (soft_weight * t * t) * soft
     dlogits = xp.exp(log_p)
     dlogits -= q
     dlogits *= soft_weight * t / n
-    xp.multiply((q * (log_q - log_p)).sum(axis=1).mean(), soft_weight * t * t, out=parts[2, ...])   # KL part
     if labels is not None and hard_weight != 0.0:
         hard, dhard = cross_entropy(student_logits, labels, check=False, out=parts[1, ...])
         if hard_weight != 1.0:   # (times 1 would change no bit and cost two passes)
@@ -220,6 +213,17 @@ def distillation_parts(student_logits, q, log_q, labels=None, *, temperature, ha
     else:
         parts[0], parts[1] = loss, 0.0
     return parts, dlogits
+
+
+def kl_rows(q, log_q, log_p):
+    """KL(q_n || p_n) = sum_c q_nc (log q_nc - log p_nc) of each row: (N, C) -> (N,).
+
+    With p = softmax(z / T) and q = softmax(v / T), soft_weight T^2 times its
+    batch mean is the part of the distillation loss that falls to 0 as the
+    student matches the teacher: the soft term is soft_weight T^2 (H(q) + KL),
+    and the teacher's entropy H(q) stays.
+    """
+    return (q * (log_q - log_p)).sum(axis=1)
 
 
 def count_errors(logits, labels):

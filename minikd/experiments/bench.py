@@ -33,7 +33,11 @@ Every figure goes to --json (default <out>/bench.json):
       sizes, products_per_step, flops_per_epoch
       steps.<fused|reference>      available, blas, sec_per_epoch(_runs), images_per_sec,
                                    floor_sec(_runs), floor_gflops, ratio_to_floor(_runs),
-                                   last_loss, memory
+                                   last_loss, memory, device_ops_per_step
+      device_ops_per_step          kernel launches of one training epoch (its setup included) per
+                                   batch, by issue 24's rule, as the CuPy stand-in counts them
+                                   (tests/cupy_standin.py); null where nothing counts them (NumPy,
+                                   real CuPy)
   distilled_over_student.<step>    distilled epoch / student epoch, paired: the two models'
                                    epochs alternate, median of the per-pair ratios
   distilled_over_student_unpaired  the same from the two models' medians (minutes apart)
@@ -68,7 +72,7 @@ from .args import (NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, add_commo
 from .profiles import profile_configs
 from .results import environment_info, write_json
 from .stage import prepare_arrays
-from .timing import BLAS_NAMES, ProductFloor, epoch_flops, profile_epoch, step_products
+from .timing import BLAS_NAMES, ProductFloor, epoch_batches, epoch_flops, profile_epoch, step_products
 
 MODELS = ("teacher", "student", "distilled")
 CONFIG_KEY = {"teacher": "teacher", "student": "student", "distilled": "distilled"}
@@ -221,9 +225,14 @@ def bench_engine(step, model, cfg, arrays, xp, soft, args):
             memory["allocated_peak_mib"] = tracemalloc.get_traced_memory()[1] / MIB
             tracemalloc.stop()
     epoch_secs, floor_secs, loss = [], [], None
+    launches = getattr(xp, "_standin_launches", None)   # the CuPy stand-in's counter; real CuPy has none
+    ops_per_step = None
     for r in range(args.reps):
         floor_secs.append(floor.time_epoch())
+        before = launches() if launches is not None else None
         loss, sec = trainer.train_epoch(args.warmup + r)
+        if before is not None and r == 0:
+            ops_per_step = (launches() - before) / len(epoch_batches(n, cfg.batch_size))
         epoch_secs.append(sec)
     synchronize(xp)
     if pool is not None:
@@ -231,7 +240,7 @@ def bench_engine(step, model, cfg, arrays, xp, soft, args):
     memory["process_peak_rss_mib_so_far"] = peak_rss_mib()
     out = {"available": True, "blas": blas, "blas_name": BLAS_NAMES[blas],
            **summarize(epoch_secs, floor_secs, n, floor.flops),
-           "last_loss": float(to_host(loss)), "memory": memory}
+           "last_loss": float(to_host(loss)), "memory": memory, "device_ops_per_step": ops_per_step}
     del trainer, floor
     gc.collect()
     return out
@@ -531,6 +540,10 @@ def print_report(res):
                          f"{s['floor_sec']:.3f}", f"{s['floor_gflops']:.0f}", f"{s['ratio_to_floor']:.2f}",
                          s["blas_name"]))
     print(_table(rows))
+    ops = [f"{model} {s['device_ops_per_step']:.1f}" for model, m in res["models"].items()
+           for step, s in m["steps"].items() if s.get("device_ops_per_step") is not None]
+    if ops:
+        print("kernel launches per step, as the CuPy stand-in counts them (issue 24's rule): " + ", ".join(ops))
     if res["distilled_over_student"]:
         print("distilled / student epoch, paired (alternating epochs, median of per-pair ratios): "
               + ", ".join(f"{k} {v:.2f}" for k, v in res["distilled_over_student"].items())

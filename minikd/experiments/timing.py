@@ -24,7 +24,7 @@ The profile
 -----------
 ``profile_epoch`` runs one real epoch of a ``Trainer`` with timers wrapped
 around the functions its step calls (the products, the dropout draws,
-max-norm, the loss, the jitter, the batch gather): those components are
+max-norm, the loss, the jitter, the epoch's gather of its rows): those components are
 measured in place, inside the real step. The fused step's remaining
 elementwise lines (bias + ReLU, backward gating, applying dropout masks, the
 momentum and weight updates) are not functions one can wrap; they are timed
@@ -295,7 +295,8 @@ def profile_epoch(trainer, epoch):
     timers = _Timers()
     w = timers.wrap
     targets = [(trainer, "loss_and_grad", w(trainer.loss_and_grad, "loss")),
-               (trainer, "batch_inputs", w(trainer.batch_inputs, "batch gather")),
+               (trainer, "kl_by_batch", w(trainer.kl_by_batch, "loss")),
+               (trainer, "epoch_rows", w(trainer.epoch_rows, "batch gather")),
                (train, "jitter_images", w(train.jitter_images, "jitter"))]
     targets += [(layer, "sampler", w(layer.sampler, "dropout (draw masks)"))
                 for layer in trainer.model.layers if isinstance(layer, Dropout)]

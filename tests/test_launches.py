@@ -1,0 +1,105 @@
+"""Kernel launches per training step on the CuPy path (issue 24), counted by the stand-in.
+
+A GPU runs minikd's small products in microseconds; what a step costs there is
+mostly the host's overhead of launching each kernel. tests/cupy_standin.py
+counts the calls that launch one, by the rule in its docstring (views free),
+and these tests hold the plain per-parameter CuPy step to at most 90 (teacher),
+58 (student) and 80 (distilled student) launches per step on digits, where
+"per step" is everything ``Trainer.train_epoch`` launches, the epoch's setup
+included, divided by its number of batches.
+"""
+import json
+import sys
+
+import numpy
+import pytest
+
+import cupy_standin
+from minikd.data import load_dataset
+from minikd.experiments.profiles import profile_configs
+from minikd.experiments.stage import prepare_arrays
+from minikd.train import Trainer, build_model, teacher_soft_targets
+
+LIMITS = {"teacher": 90, "student": 58, "distilled": 80}
+
+
+@pytest.fixture
+def cp(monkeypatch):
+    for name, m in cupy_standin.MODULES.items():
+        monkeypatch.setitem(sys.modules, name, m)
+    return cupy_standin.module
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def bench_configs(digits):
+    """The bench's recipe on digits (the quick profile, +-1 pixel jitter)."""
+    return profile_configs("quick", n_features=digits.n_features, n_classes=digits.n_classes,
+                           image_shape=digits.image_shape, jitter=1)
+
+
+def launches_per_step(cp, digits):
+    cfgs = bench_configs(digits)
+    arrays = prepare_arrays(digits, cp)
+    soft = teacher_soft_targets(build_model(cfgs["teacher"], cp), arrays["x_train"])
+    n_batches = -(-arrays["n_train"] // cfgs["teacher"].batch_size)
+    out = {}
+    for key in LIMITS:
+        trainer = Trainer(cfgs[key], cp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                          soft_logits=soft if key == "distilled" else None, fast=True)
+        assert trainer.step_impl is None                   # the plain per-parameter step
+        before = cupy_standin.launches()
+        trainer.train_epoch(0)
+        out[key] = (cupy_standin.launches() - before) / n_batches
+    return out
+
+
+def test_launches_per_step_on_digits_are_under_the_limits(cp, digits):
+    got = launches_per_step(cp, digits)
+    assert all(got[key] <= LIMITS[key] for key in LIMITS), {k: round(v, 2) for k, v in got.items()}
+
+
+def test_the_bench_reports_the_same_count(cp, digits, tmp_path):
+    """scripts/bench.py --backend cupy on the stand-in writes models.<m>.steps.reference.device_ops_per_step;
+    on NumPy (and on a real CuPy, which has no counter) the figure is null."""
+    from minikd.experiments import bench
+    want = launches_per_step(cp, digits)
+    path = tmp_path / "bench.json"
+    assert bench.main(["--backend", "cupy", "--dataset", "digits", "--reps", "1", "--warmup", "0", "--settle", "0",
+                       "--steps", "reference", "--json", str(path), "--out", str(tmp_path)]) == 0
+    models = json.loads(path.read_text())["models"]
+    assert {m: models[m]["steps"]["reference"]["device_ops_per_step"] for m in LIMITS} == pytest.approx(want)
+
+
+def test_numpy_has_no_launch_count(digits, tmp_path):
+    from minikd.experiments import bench
+    path = tmp_path / "bench.json"
+    assert bench.main(["--backend", "numpy", "--dataset", "digits", "--reps", "1", "--warmup", "0", "--settle", "0",
+                       "--models", "student", "--train-size", "200", "--json", str(path),
+                       "--out", str(tmp_path)]) == 0
+    steps = json.loads(path.read_text())["models"]["student"]["steps"]
+    assert steps["reference"]["device_ops_per_step"] is None and steps["fused"]["device_ops_per_step"] is None
+
+
+def test_the_step_skips_only_the_first_layers_input_gradient(cp, digits):
+    """One product fewer per step (the first layer's dL/dx) and the input dropout's backward:
+    count one step's launches of Sequential.backward with and without dL/dx."""
+    cfg = bench_configs(digits)["teacher"]
+    model = build_model(cfg, cp)
+    x = cp.asarray(numpy.random.default_rng(0).random((20, digits.n_features), dtype=numpy.float32))
+    dy = cp.ones((20, cfg.sizes[-1]), dtype=cp.float32)
+    counts, grads = {}, {}
+    for input_grad in (True, False):
+        model.forward(x, train=True, rng=cp.random.default_rng(0))
+        before = cupy_standin.LAUNCHES.copy()
+        dx = model.backward(dy, input_grad=input_grad)
+        counts[input_grad] = cupy_standin.LAUNCHES - before
+        grads[input_grad] = {k: layer.grads[name].get() for k, (layer, name) in enumerate(model.parameters())}
+        assert (dx is None) == (not input_grad)
+    assert counts[True]["matmul"] - counts[False]["matmul"] == 1                 # x's product
+    assert counts[True]["elementwise"] - counts[False]["elementwise"] == 1       # the input dropout's mask
+    for k in grads[True]:
+        numpy.testing.assert_array_equal(grads[True][k], grads[False][k])      # every parameter's gradient
