@@ -103,3 +103,45 @@ def test_the_step_skips_only_the_first_layers_input_gradient(cp, digits):
     assert counts[True]["elementwise"] - counts[False]["elementwise"] == 1       # the input dropout's mask
     for k in grads[True]:
         numpy.testing.assert_array_equal(grads[True][k], grads[False][k])      # every parameter's gradient
+
+
+def test_the_gradient_bound_scale_equals_the_textbook_form_bit_for_bit():
+    """bound_rows_ scales row n by limit / max(||d_n||, limit), one operation fewer than
+    min(1, limit / ||d_n||): the same factor, to the bit, under, at and over the limit."""
+    from minikd.train import bound_rows_
+    g = numpy.random.default_rng(0)
+    d = (g.standard_normal((200, 10)) * g.uniform(0.001, 0.1, (200, 1))).astype(numpy.float32)
+    d[0] = 0.0
+    limit = 0.05
+    norms = numpy.sqrt((d * d).sum(axis=1, keepdims=True))
+    assert (norms > limit).any() and (norms < limit).any()
+    textbook = d * numpy.minimum(1.0, limit / numpy.maximum(norms, 1e-30)).astype(d.dtype)
+    assert bound_rows_(d.copy(), limit).tobytes() == textbook.tobytes()
+
+
+def test_the_epochs_kl_part_is_the_per_step_one(digits):
+    """The log's KL part, computed once per epoch from each step's log p, equals the float64 mean
+    of the values soft_weight T^2 mean_n KL(q_n || p_n) each step would compute, to the bit
+    (a shorter last batch included)."""
+    from dataclasses import replace
+    from minikd.engine.losses import log_softmax
+    cfg = replace(bench_configs(digits)["distilled"], batch_size=64, epochs=1)
+    arrays = prepare_arrays(digits, numpy)
+    assert arrays["n_train"] % 64                      # a shorter last batch
+    soft = teacher_soft_targets(build_model(bench_configs(digits)["teacher"], numpy), arrays["x_train"])
+    trainer = Trainer(cfg, numpy, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                      soft_logits=soft * 30, fast=False)
+    seen, real = [], trainer.loss_and_grad
+
+    def spy(logits, batch, out):
+        seen.append((logits.copy(), batch["q"].copy(), batch["log_q"].copy()))
+        return real(logits, batch, out)
+
+    trainer.loss_and_grad = spy
+    trainer.train_epoch(0)
+    t, c = cfg.temperature, cfg.soft_weight * cfg.temperature ** 2
+    per_step = numpy.zeros((), numpy.float64)
+    for logits, q, log_q in seen:                      # what a step computing it would add
+        per_step += (q * (log_q - log_softmax(logits, t))).sum(axis=1).mean() * numpy.float32(c)
+    assert len(seen) == -(-arrays["n_train"] // 64)
+    assert float(trainer.epoch_means[2]) == float(per_step / len(seen)) > 0

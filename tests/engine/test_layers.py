@@ -182,3 +182,48 @@ def test_sequential_backward_runs_in_reverse(xp):
     model.forward(x, train=True)
     expected = dy @ d2.params["W"].T @ d1.params["W"].T
     numpy.testing.assert_allclose(to_host(model.backward(dy)), to_host(expected), rtol=1e-12)
+
+
+def test_backward_gives_dx_unless_asked_not_to(xp):
+    """dL/dx by default (gradient checks, the notebook); input_grad=False, which only the
+    training step asks for, stops at the first layer with parameters: the same parameter
+    gradients, no dL/dx (and the input dropout below it is not run backward)."""
+    model = mlp((6, 5, 4, 3), rng=make_rng(xp, 0), xp=xp, dtype="float64", input_dropout=0.2,
+                hidden_dropout=0.5, init_std=0.5)
+    x, dy = randn(xp, (4, 6)), randn(xp, (4, 3), seed=2)
+    model.forward(x, train=True, rng=make_rng(xp, 3))
+    dx = model.backward(dy)
+    assert dx is not None and tuple(dx.shape) == (4, 6)
+    full = {f"{i}.{name}": to_host(layer.grads[name]).copy() for i, layer in enumerate(model.layers)
+            for name in layer.grads}
+    assert model.backward(dy, input_grad=False) is None
+    for key, g in full.items():
+        i, name = key.split(".")
+        assert to_host(model.layers[int(i)].grads[name]).tobytes() == g.tobytes()
+    assert model.layers[-1].backward(dy, input_grad=False) is None   # a Dense layer alone too
+
+
+def test_relu_reads_its_mask_from_the_output_and_can_work_in_place(xp):
+    x = xp.asarray([[-1.0, 0.0, 2.0], [3.0, -4.0, 0.5]])
+    kept = to_host(x).copy()
+    y = ReLU().forward(x, train=True)
+    assert to_host(x).tobytes() == kept.tobytes()              # the input is left alone by default
+    relu = ReLU(inplace=True)
+    y2 = relu.forward(x, train=True)
+    numpy.testing.assert_array_equal(to_host(x), to_host(y))   # ... and overwritten in place on request
+    assert y2 is x and vars(relu).keys() >= {"y"} and "positive" not in vars(relu)
+    numpy.testing.assert_array_equal(to_host(relu.backward(xp.ones((2, 3)))), [[0, 0, 1], [1, 0, 1]])
+    assert [type(layer).__name__ for layer in mlp((3, 2, 2), rng=make_rng(xp, 0), xp=xp).layers
+            if isinstance(layer, ReLU) and layer.inplace] == ["ReLU"]   # mlp: on each Dense output
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_bernoulli_mask_values_and_out(xp, rate):
+    from minikd.engine.layers import bernoulli_mask
+    mask = to_host(bernoulli_mask(make_rng(xp, 0), (300, 200), rate, "float32"))
+    scale = numpy.float32(1.0 / (1.0 - rate))
+    assert mask.dtype == numpy.float32 and set(numpy.unique(mask)) == {0.0, scale}
+    assert abs((mask == 0).mean() - rate) < 0.01
+    out = xp.zeros((300, 200), dtype="float32")
+    assert bernoulli_mask(make_rng(xp, 0), (300, 200), rate, "float32", out=out) is out
+    numpy.testing.assert_array_equal(to_host(out), mask)        # the same draws, into out

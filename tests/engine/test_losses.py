@@ -195,3 +195,48 @@ def test_label_count_mismatch(xp):
 def test_labels_must_be_integers(xp):
     with pytest.raises(ValueError, match="integers"):
         cross_entropy(xp.asarray(host(0)), xp.asarray(labels_host().astype("float64")))
+
+
+# ---------------------------------------------------------------- the training loop's forms
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_hot_rows_give_the_integer_labels_loss_bit_for_bit(xp, dtype):
+    """The training loop passes one-hot rows (gathered once per epoch); the loss and gradient are
+    those of the integer labels to the last bit, and equal the plain gather -log p[n, y_n]."""
+    from minikd.engine.losses import one_hot
+    z, y = xp.asarray(host(3, (37, C), scale=4.0).astype(dtype)), xp.asarray(labels_host(5).repeat(10)[:37])
+    t = one_hot(y, C, dtype)
+    assert to_host(t).dtype == numpy.dtype(dtype) and (to_host(t).sum(axis=1) == 1).all()
+    by_label, by_rows = cross_entropy(z, y), cross_entropy(z, t)
+    for a, b in zip(by_label, by_rows):
+        assert to_host(a).tobytes() == to_host(b).tobytes()
+    logp = to_host(log_softmax(z))
+    gathered = -logp[numpy.arange(37), to_host(y)].sum() / 37
+    assert to_host(by_rows[0]).tobytes() == numpy.asarray(gathered, dtype=dtype).tobytes()
+    out = xp.zeros((), dtype=dtype)
+    loss, _ = cross_entropy(z, t, out=out)
+    assert loss is out and to_host(out).tobytes() == to_host(by_label[0]).tobytes()
+
+
+def test_distillation_parts_are_the_loss_and_its_hard_part(xp):
+    """parts = [distillation_loss's loss, the hard cross-entropy]; log p is kept where asked; and
+    soft_weight T^2 mean KL(q || p) (kl_rows) = the soft term - soft_weight T^2 H(q)."""
+    from minikd.engine.losses import distillation_parts, kl_rows
+    z, v, y = xp.asarray(host(0, scale=3.0)), xp.asarray(host(1, scale=3.0)), xp.asarray(labels_host())
+    T, hw, sw = 4.0, 0.3, 0.7
+    loss, grad = distillation_loss(z, v, y, temperature=T, hard_weight=hw, soft_weight=sw)
+    q = softmax(v, T)
+    keep = xp.zeros((N, C))
+    parts, grad2 = distillation_parts(z, q, y, temperature=T, hard_weight=hw, soft_weight=sw, log_p_out=keep)
+    parts = to_host(parts)
+    assert parts[0] == to_host(loss) and to_host(grad2).tobytes() == to_host(grad).tobytes()
+    assert parts[1] == to_host(cross_entropy(z, y)[0])
+    assert to_host(keep).tobytes() == to_host(log_softmax(z, T)).tobytes()
+    log_q = log_softmax(v, T)
+    soft = sw * T * T * -(to_host(q) * to_host(keep)).sum() / N
+    entropy = -(to_host(q) * to_host(log_q)).sum() / N
+    numpy.testing.assert_allclose(sw * T * T * to_host(kl_rows(q, log_q, keep)).mean(),
+                                  soft - sw * T * T * entropy, rtol=1e-10)
+    no_labels = to_host(distillation_parts(z, q, None, temperature=T, soft_weight=sw)[0])
+    assert no_labels[1] == 0.0
+    assert no_labels[0] == to_host(distillation_loss(z, v, None, temperature=T, soft_weight=sw)[0])

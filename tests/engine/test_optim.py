@@ -163,3 +163,24 @@ def test_exponential_decay_with_warmup_by_hand():
     assert sched(3) == pytest.approx(0.8 * 0.125)
     assert sched(4) == pytest.approx(0.8 * 0.0625)
     assert ExponentialDecay(0.8, 0.5)(0) == 0.8  # no warm-up: the plain 2012 decay
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_max_norm_scale_equals_the_textbook_form_bit_for_bit(xp, dtype):
+    """max_norm_ scales by limit / max(||W_j||, limit), one operation fewer than
+    min(1, limit / ||W_j||): the same factor, to the bit, for columns under, at and over the
+    limit, and for a zero column."""
+    g = numpy.random.default_rng(0)
+    limit = 1.5
+    W = (g.standard_normal((20, 60)) * g.uniform(0.01, 1.0, 60)).astype(dtype)
+    W[:, 0] = 0.0
+    W[:, 1] = W[:, 1] / numpy.linalg.norm(W[:, 1]) * dtype_type(dtype)(limit)   # about at the limit
+    norms = numpy.sqrt((W * W).sum(axis=0))
+    assert (norms > limit).any() and (norms < limit).any()
+    textbook = W * numpy.minimum(1.0, limit / numpy.maximum(norms, 1e-30)).astype(W.dtype)
+    got = to_host(max_norm_(xp.asarray(W), limit))
+    assert got.tobytes() == textbook.tobytes()
+
+
+def dtype_type(dtype):
+    return numpy.dtype(dtype).type
