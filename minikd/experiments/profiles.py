@@ -12,7 +12,10 @@ results.json (``deviations_from_paper``) all print that list.
 ``paper`` keeps the paper's budget and schedules and departs only where the
 paper's setting was measured to fail here. ``quick`` fits a 2-core CPU in
 about half an hour: fewer epochs, with the learning-rate fall and the
-momentum ramp laid over each stage's epochs in proportion.
+momentum ramp laid over each stage's epochs in proportion. ``demo`` is a first
+run of a few minutes that shows distillation working: the quick profile's
+first epochs (teacher 8, students 30), its students learning from only the
+first 2,000 training images, where soft targets matter most.
 
 ``--epochs N`` shortens (or lengthens) a stage without squeezing its
 schedules: they are laid over max(N, the profile's own epochs), so a 2-epoch
@@ -28,7 +31,7 @@ import numpy as np
 
 from ..train import StageConfig
 
-PROFILES = ("quick", "paper")
+PROFILES = ("quick", "paper", "demo")
 
 #: The distilled stage bounds each row's ||dL/dlogits|| (times N) by this: the length of a
 #: hard label's gradient at initialisation, sqrt(1 - 1/C) ~ 0.95, rounded up. No row then
@@ -41,11 +44,22 @@ DISTILL_WARMUP = 7
 
 #: Each profile's epochs per stage.
 EPOCHS = {"quick": {"teacher": 150, "student": 70, "distilled": 70},
-          "paper": {"teacher": 3000, "student": 3000, "distilled": 3000}}
+          "paper": {"teacher": 3000, "student": 3000, "distilled": 3000},
+          "demo": {"teacher": 8, "student": 30, "distilled": 30}}
 
 #: Each profile's eps_0 per stage (docs/choices.md has the runs behind them).
 LEARNING_RATES = {"quick": {"teacher": 0.7, "student": 1.0, "distilled": 1.0},
-                  "paper": {"teacher": 1.0, "student": 1.0, "distilled": 1.0}}
+                  "paper": {"teacher": 1.0, "student": 1.0, "distilled": 1.0},
+                  "demo": {"teacher": 0.7, "student": 1.0, "distilled": 1.0}}
+
+#: The demo runs the first epochs of the quick profile's schedules: its stages are the quick
+#: profile's, cut short (a profile not named here lays its schedules over its own epochs).
+SCHEDULES_OF = {"demo": "quick"}
+
+#: The demo's students (plain and distilled) learn from the first 2,000 training images only,
+#: where soft targets matter most (the paper's speech experiment kept 3% of its data); its
+#: teacher learns from all of them. Other profiles train every stage on the same images.
+STUDENT_TRAIN_ROWS = {"demo": 2000}
 
 #: What the paper's recipe fixes (Hinton et al. 2012, appendix A; 2015, section 3).
 PAPER_RECIPE = {"epochs": 3000, "lr": 10.0, "lr_decay": 0.998, "momentum_ramp": 500, "batch_size": 100,
@@ -57,7 +71,7 @@ def schedule_length(profile, stage, epochs):
 
     Never fewer than the profile's own epochs, so ``--epochs 2`` runs the first two epochs of the
     profile's schedule rather than all of it squeezed into two."""
-    own = EPOCHS[profile][stage]
+    own = EPOCHS[SCHEDULES_OF.get(profile, profile)][stage]
     return own if epochs is None else max(int(epochs), own)
 
 
@@ -86,7 +100,7 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
     def schedule(stage):
         """(lr_decay, momentum_ramp) for the stage."""
         length = schedule_epochs if schedule_epochs is not None else schedule_length(profile, stage, epochs)
-        if profile == "paper":
+        if SCHEDULES_OF.get(profile, profile) == "paper":
             decay, ramp = 0.998, 500.0
         else:
             # The quick profile keeps the paper's total fall of eps, 0.998^3000 ~ 1/400, and its
@@ -100,7 +114,9 @@ def profile_configs(profile, *, n_features, n_classes, image_shape, epochs=None,
                   momentum_end=0.99, rule="hinton2012")
     teacher = StageConfig("teacher", sizes_t, e["teacher"], input_dropout=0.2, hidden_dropout=0.5,
                           max_norm=limit, jitter=jitter, lr=lrs["teacher"], **schedule("teacher"), **common)
-    student = StageConfig("student", sizes_s, e["student"], lr=lrs["student"], **schedule("student"), **common)
+    rows = STUDENT_TRAIN_ROWS.get(profile)
+    student = StageConfig("student", sizes_s, e["student"], lr=lrs["student"], **schedule("student"), **common,
+                          extra={"train_rows": rows} if rows else {})
     # At T = 20 the T^2-scaled soft gradient of a row is about ||v - mean(v)|| / C, set by the
     # teacher's logit range, where a hard label's is at most sqrt(2) and shrinks as the student
     # fits; at full rate in the first epochs that kills the student's ReLUs. Each row's logit
@@ -134,14 +150,13 @@ def deviations_from_paper(cfgs):
 
     for stage, c in cfgs.items():
         if c.epochs != PAPER_RECIPE["epochs"]:
-            add(f"{stage}: epochs", "3000", str(c.epochs),
-                "a budget a 2-core CPU runs in about half an hour; epochs chosen on the validation split "
-                "(docs/choices.md)" if c.epochs in EPOCHS["quick"].values() else "shortened by --epochs")
+            add(f"{stage}: epochs", "3000", str(c.epochs), EPOCHS_WHY.get((stage, c.epochs), "set by --epochs"))
         if c.lr_decay != PAPER_RECIPE["lr_decay"] or c.momentum_ramp != PAPER_RECIPE["momentum_ramp"]:
             add(f"{stage}: schedules", "eps_t = eps_0 * 0.998^t; momentum 0.5 -> 0.99 over 500 epochs",
-                f"eps_t = eps_0 * {c.lr_decay:.6g}^t; momentum 0.5 -> 0.99 over {c.momentum_ramp:g} epochs",
-                "the paper's total fall of eps (0.998^3000) and its ramp's share of the run (1/6), laid over "
-                "the stage's own budget")
+                f"eps_t = eps_0 * {c.lr_decay:.6g}^t; momentum 0.5 -> 0.99 over {c.momentum_ramp:.3g} epochs",
+                "the paper's total fall of eps (0.998^3000) and its ramp's share of the run (1/6), laid over a "
+                "shorter budget: the stage's own epochs (quick), or the quick profile's, of which the demo runs "
+                "the first")
         if c.lr != PAPER_RECIPE["lr"]:
             add(f"{stage}: eps_0", "10", _fmt(c.lr), LR_WHY.get((stage, c.lr), "set by --lr"))
         if c.lr_warmup:
@@ -149,11 +164,16 @@ def deviations_from_paper(cfgs):
                 "at full rate the first epochs kill the distilled student's ReLUs; 7 epochs chosen on the "
                 "validation split (docs/choices.md)" if stage == "distilled" else "set by --lr-warmup")
         if c.grad_bound is not None:
-            add(f"{stage}: per-row gradient bound", "none", f"each row's ||dL/dlogits|| * N <= {c.grad_bound:g}",
+            add(f"{stage}: per-row gradient bound", "none", f"each row's ‖dL/dlogits‖ · N <= {c.grad_bound:g}",
                 "a confident teacher's T^2-scaled soft gradient blows up a student at the start; the bound "
                 "keeps no row's push above a hard label's (docs/stability.md)")
         if c.temperature != PAPER_RECIPE["temperature"] and stage == "distilled":
             add(f"{stage}: temperature", "20", _fmt(c.temperature), "set by --temperature")
+        if c.extra.get("train_rows"):
+            add(f"{stage}: training images", "all 60,000 (the teacher's too)",
+                f"the first {c.extra['train_rows']:,}; the teacher learns from all 60,000",
+                "the demo: a small transfer set, where soft targets matter most, so that a run of a few minutes "
+                "shows distillation's gain; the teacher saw more labelled data than its students")
         if stage == "distilled":
             add(f"{stage}: hard-label weight (paper: open)", "'considerably lower' than the soft term's; no number",
                 _fmt(c.hard_weight), "chosen on the validation split: 1 beat 0.1, 0.3 and 3 (docs/choices.md)")
@@ -168,6 +188,12 @@ def deviations_from_paper(cfgs):
                 f"zero fill", "one reading of the paper's sentence (minikd/data/augment.py)")
     return rows
 
+
+#: Why a profile's epochs are not the paper's 3,000, by (stage, epochs).
+EPOCHS_WHY = {**{(stage, n): "a budget a 2-core CPU runs in about half an hour; epochs chosen on the validation "
+                             "split (docs/choices.md)" for stage, n in EPOCHS["quick"].items()},
+              **{(stage, n): "the demo: a first run of a few minutes on a 2-core CPU (the quick profile's first "
+                             "epochs)" for stage, n in EPOCHS["demo"].items()}}
 
 #: Why a profile's eps_0 is not the paper's 10, by (stage, eps_0).
 LR_WHY = {
@@ -202,3 +228,23 @@ def distill_config(args, dataset, cfgs):
                             soft_weight=cfgs["distilled"].soft_weight, lr=cfgs["distilled"].lr,
                             schedule_epochs=epochs if args.profile == "quick" else None)
     return fresh["distilled"]
+
+
+def deviations_markdown():
+    """Every profile's departures as one Markdown table (README's results section prints it, and a test
+    holds the two equal): a row per setting, a column per profile; "as the paper" where a profile keeps it."""
+    lists = {name: deviations_from_paper(profile_configs(name, n_features=784, n_classes=10, image_shape=(28, 28)))
+             for name in PROFILES}
+    settings, paper = [], {}
+    for rows in lists.values():
+        for r in rows:
+            if r["setting"] not in paper:
+                settings.append(r["setting"])
+                paper[r["setting"]] = r["paper"]
+    ours = {name: {r["setting"]: r["ours"] for r in rows} for name, rows in lists.items()}
+    lines = ["| setting | paper | " + " | ".join(f"`{name}`" for name in PROFILES) + " |",
+             "|---" * (len(PROFILES) + 2) + "|"]
+    for setting in settings:
+        cells = [ours[name].get(setting, "as the paper") for name in PROFILES]
+        lines.append(f"| {setting} | {paper[setting]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

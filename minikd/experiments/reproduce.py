@@ -211,10 +211,6 @@ def main(argv=None):
 
 def _run(args, argv, xp, dataset):
     out = Path(args.out)
-    try:
-        arrays = prepare_arrays(dataset, xp, train_size=args.train_size, validation=args.validation)
-    except ValueError as exc:
-        fail(str(exc))
     cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
                            image_shape=dataset.image_shape, epochs=args.epochs, seed=args.seed,
                            temperature=args.temperature, hard_weight=args.hard_weight,
@@ -226,11 +222,25 @@ def _run(args, argv, xp, dataset):
     if args.grad_bound is not None:
         cfgs["distilled"] = replace(cfgs["distilled"], grad_bound=None if args.grad_bound == "none"
                                     else args.grad_bound)
-    every = 1 if args.profile == "quick" else 10
-    meta = run_meta(dataset, train_size=args.train_size, validation=args.validation, profile=args.profile)
-    run_kw = dict(out=out, resume=args.resume, meta=meta, fast=not args.no_fast, overwrite=args.overwrite,
+    every = 10 if args.profile == "paper" else 1
+    # Each stage's training images: --train-size, else the profile's (the demo's students: the first 2,000), else all.
+    rows = {stage: args.train_size if args.train_size is not None else
+            (min(c.extra["train_rows"], len(dataset.y_train)) if c.extra.get("train_rows") else None)
+            for stage, c in cfgs.items()}
+    try:
+        by_rows = {n: prepare_arrays(dataset, xp, train_size=n, validation=args.validation) for n in set(rows.values())}
+    except ValueError as exc:
+        fail(str(exc))
+    arrays_of = {stage: by_rows[n] for stage, n in rows.items()}
+    arrays = arrays_of["distilled"]   # the transfer set, whose size results.json's config reports
+    run_kw = dict(out=out, resume=args.resume, fast=not args.no_fast, overwrite=args.overwrite,
                   checkpoint_every=every if args.checkpoint_every is None else args.checkpoint_every,
                   eval_every=every if args.eval_every is None else args.eval_every)
+
+    def stage_kw(stage):
+        """run_stage's keywords for ``stage``: its images and the meta its checkpoint records."""
+        return dict(run_kw, meta=run_meta(dataset, train_size=rows[stage], validation=args.validation,
+                                          profile=args.profile))
     def with_seed(stage, seed):
         return replace(cfgs[stage], seed=seed)
 
@@ -261,14 +271,15 @@ def _run(args, argv, xp, dataset):
     try:
         for stage in args.stages:
             if stage == "distilled" and soft is None:   # the teacher saved in --out
-                soft = soft_targets(run_stage(cfgs["teacher"], arrays, xp, reuse_only=True, **run_kw)[0].model,
-                                    arrays["x_train"])
+                teacher = run_stage(cfgs["teacher"], arrays_of["teacher"], xp, reuse_only=True, **stage_kw("teacher"))
+                soft = soft_targets(teacher[0].model, arrays["x_train"])
             runs = []
             for seed in seeds_of(stage):
-                trainer, entry = run_stage(with_seed(stage, seed), arrays, xp,
-                                           soft_logits=soft.logits if stage == "distilled" else None, **run_kw)
+                trainer, entry = run_stage(with_seed(stage, seed), arrays_of[stage], xp,
+                                           soft_logits=soft.logits if stage == "distilled" else None,
+                                           **stage_kw(stage))
                 runs.append(entry)
-            if stage == "teacher":
+            if stage == "teacher":   # on the transfer set: the distilled student's training images
                 soft = soft_targets(trainer.model, arrays["x_train"])
             entry = dict(runs[0])
             if len(runs) > 1:
