@@ -165,7 +165,8 @@ class ReferenceStep:
     ``begin_epoch()``, ``step(xb, rng, loss_fn) -> parts``, ``end_epoch()``,
     where ``rng`` draws the dropout masks and ``loss_fn(logits)`` returns
     ``(parts, dL/dlogits)``: parts, the batch's loss and what the log shows of
-    it (``Trainer.loss_and_grad``), are handed back for the epoch's log.
+    it (``Trainer.loss_and_grad``, which writes them into the epoch's table), are
+    handed back.
     """
 
     def __init__(self, model, optimizer):

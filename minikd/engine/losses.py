@@ -161,7 +161,7 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
     student_logits, (N, C), batch mean included:
         soft_weight * T * (p - q) / N + hard_weight * (softmax(z) - onehot) / N
 
-    (``distillation_parts`` computes it, from q and log q.)
+    (``distillation_parts`` computes it, from q.)
     """
     if check:
         _check_temperature(temperature)
