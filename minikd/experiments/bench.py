@@ -13,6 +13,9 @@ from cached teacher logits at T = 20 -- the "quick" profile's recipe):
            fused      minikd.fast.FusedStep, every product through minikd.fast.gemm
                       (NumPy's own OpenBLAS via cblas_sgemm, with beta)
            reference  the readable layer/optimizer path, products through NumPy's @
+           flat       (--steps flat; not by default) minikd.fast.FlatStep: the reference
+                      step with one buffer for all parameters, where the fused step does
+                      not apply (CuPy); off in training until a GPU has run it
   floor    the same epoch's 3L - 1 = 8 products (3 forward, 3 weight-gradient,
            2 input-gradient), alone, on the BLAS that step uses
            (minikd.profile.ProductFloor)
@@ -65,6 +68,7 @@ from pathlib import Path
 
 
 from ..engine.backend import backend_name, is_cupy, synchronize, to_host
+from ..fast import FlatStep, FusedStep
 from ..engine.optim import ExponentialDecay, LinearRamp
 from ..train import Trainer, build_model, teacher_soft_targets
 from .args import (NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, add_common_args, fail, load_data_or_exit,
@@ -76,7 +80,8 @@ from .timing import BLAS_NAMES, ProductFloor, epoch_batches, epoch_flops, profil
 
 MODELS = ("teacher", "student", "distilled")
 CONFIG_KEY = {"teacher": "teacher", "student": "student", "distilled": "distilled"}
-STEPS = ("fused", "reference")
+STEPS = ("fused", "reference", "flat")
+DEFAULT_STEPS = ("fused", "reference")
 MIB = 1 << 20
 
 
@@ -90,9 +95,10 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=NON_NEGATIVE_INT, default=1, help="untimed epochs before the timed ones (default 1)")
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated subset of {','.join(MODELS)} (default: all)")
-    p.add_argument("--steps", default=",".join(STEPS),
-                   help="comma-separated subset of fused,reference (default: both). fused: the fused CPU "
-                        "step (the default training path); reference: the readable layer/optimizer step")
+    p.add_argument("--steps", default=",".join(DEFAULT_STEPS),
+                   help="comma-separated subset of fused,reference,flat (default: fused,reference). fused: the "
+                        "fused CPU step (the default training path); reference: the readable layer/optimizer "
+                        "step; flat: one buffer for all parameters (CuPy; off in training by default)")
     p.add_argument("--breakdown", action="store_true",
                    help="also profile one teacher epoch by component (NumPy backend)")
     p.add_argument("--torch", action="store_true",
@@ -178,14 +184,18 @@ def alternate(first, second, reps, pause=None):
     return out
 
 
+def make_trainer(step, cfg, arrays, xp, soft=None):
+    """A Trainer that trains with ``step`` ("fused", "reference" or "flat"), if that step applies."""
+    return Trainer(cfg, xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
+                   soft_logits=soft, fast=step != "reference", flat=step == "flat")
+
+
 def bench_distill_pair(step, cfgs, arrays, xp, soft, args):
     """Distilled epoch / student epoch, paired: the two trainers' epochs alternate
     (student first, then distilled first, ...), so a drift of the machine's
     speed hits both alike; the median of the per-pair ratios is reported."""
-    fused = step == "fused"
-    common = (xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
-    student = Trainer(cfgs["student"], *common, fast=fused)
-    distilled = Trainer(cfgs["distilled"], *common, soft_logits=soft, fast=fused)
+    student = make_trainer(step, cfgs["student"], arrays, xp)
+    distilled = make_trainer(step, cfgs["distilled"], arrays, xp, soft)
     for e in range(args.warmup):
         student.train_epoch(e)
         distilled.train_epoch(e)
@@ -199,7 +209,6 @@ def bench_distill_pair(step, cfgs, arrays, xp, soft, args):
 
 def bench_engine(step, model, cfg, arrays, xp, soft, args):
     """Warm up, then ``args.reps`` x (floor epoch, training epoch) for one model and step."""
-    fused = step == "fused"
     blas = blas_for(step, xp)
     n = arrays["n_train"]
     pool = xp.get_default_memory_pool() if is_cupy(xp) else None
@@ -208,14 +217,13 @@ def bench_engine(step, model, cfg, arrays, xp, soft, args):
     trace = args.warmup > 0 and pool is None
     if trace:
         tracemalloc.start()
-    trainer = Trainer(cfg, xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                      soft_logits=soft if model == "distilled" else None, fast=fused)
-    if fused and trainer.step_impl is None:
+    trainer = make_trainer(step, cfg, arrays, xp, soft if model == "distilled" else None)
+    if step != "reference" and not isinstance(trainer.step_impl, {"fused": FusedStep, "flat": FlatStep}[step]):
         if trace:
             tracemalloc.stop()
         return {"available": False,
-                "note": f"the fused step does not apply on the {backend_name(xp)} backend; "
-                        f"training falls back to the reference step"}
+                "note": f"the {step} step does not apply on the {backend_name(xp)} backend"
+                        + ("; training falls back to the reference step" if step == "fused" else "")}
     floor = ProductFloor(cfg.sizes, n, cfg.batch_size, blas=blas, xp=xp, seed=args.seed)
     floor.warm_up()
     memory = {}
@@ -248,8 +256,8 @@ def bench_engine(step, model, cfg, arrays, xp, soft, args):
 
 def run_breakdown(step, cfg, arrays, xp, args):
     """One teacher epoch by component (minikd.profile.profile_epoch), after the warm-up."""
-    if is_cupy(xp):
-        return {"error": "the profile by component runs on --backend numpy only"}
+    if is_cupy(xp) or step == "flat":
+        return {"error": "the profile by component runs on --backend numpy only (the flat step: CuPy only)"}
     trainer = Trainer(cfg, xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                       fast=step == "fused")
     if step == "fused" and trainer.step_impl is None:
