@@ -202,7 +202,7 @@ def bench_distill_pair(step, cfgs, arrays, xp, soft, args):
     secs = alternate(lambda r: student.train_epoch(args.warmup + r)[1],
                      lambda r: distilled.train_epoch(args.warmup + r)[1], args.reps)
     pairs = [{"student_sec": s_sec, "distilled_sec": d_sec, "ratio": d_sec / s_sec} for s_sec, d_sec in secs]
-    del student, distilled
+    student = distilled = None   # free them (the lambdas above hold the names, not the trainers)
     gc.collect()
     return {"ratio": statistics.median(p["ratio"] for p in pairs), "pairs": pairs}
 
@@ -415,7 +415,7 @@ def bench_torch(models, cfgs, arrays, xp, soft, args):
         out["models"][model]["paired"] = {
             "ours_step": "fused" if ours.step_impl is not None else "reference",
             "torch_over_ours": statistics.median(p["torch_over_ours"] for p in pairs), "pairs": pairs}
-        del run, ours
+        run = ours = None   # free them (the lambdas above hold the names, not the trainers)
         gc.collect()
     return out
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd import fast
 from minikd.experiments.timing import ProductFloor, epoch_batches, epoch_flops, step_products
 
 ROOT = Path(__file__).resolve().parents[2]
