@@ -30,27 +30,28 @@ def test_every_row_of_every_batch_gets_its_own_soft_targets(fast, monkeypatch):
     y = rng.integers(0, c, n).astype(np.int32)
     cfg = StageConfig("distilled", (d, 16, c), epochs=2, batch_size=100, temperature=3.0, seed=1)
     trainer = Trainer(cfg, np, x, y, x, y, soft_logits=soft, fast=fast)
+    trainer.health = None   # random rows: nothing to learn, and the last epoch's check would stop it
 
-    seen = {"inputs": [], "targets": [], "labels": []}
-    real_inputs, real_loss = trainer.batch_inputs, train.distillation_loss
+    seen = {"inputs": [], "q": [], "labels": []}
+    real_inputs, real_loss = trainer.batch_inputs, train.distillation_parts
 
-    def batch_inputs(idx, rng_):
-        xb = real_inputs(idx, rng_)
+    def batch_inputs(xb, rng_):
+        xb = real_inputs(xb, rng_)
         seen["inputs"].append(np.array(xb[:, 0]))
         return xb
 
-    def loss(logits, teacher_logits, labels, **kw):
-        seen["targets"].append(np.array(teacher_logits[:, 0]))
-        seen["labels"].append(np.array(labels))
-        return real_loss(logits, teacher_logits, labels, **kw)
+    def loss(logits, q, labels, **kw):   # q: the batch's rows of softmax(v / T); labels: one-hot rows
+        seen["q"].append(np.array(q))
+        seen["labels"].append(np.array(labels).argmax(axis=1))
+        return real_loss(logits, q, labels, **kw)
 
     trainer.batch_inputs = batch_inputs
-    monkeypatch.setattr(train, "distillation_loss", loss)
+    monkeypatch.setattr(train, "distillation_parts", loss)
     trainer.fit()
-    assert len(seen["inputs"]) == len(seen["targets"]) == 6   # 3 batches x 2 epochs, one loss each
-    for xb_ids, target_ids, yb in zip(seen["inputs"], seen["targets"], seen["labels"]):
-        np.testing.assert_array_equal(target_ids, xb_ids)
+    assert len(seen["inputs"]) == len(seen["q"]) == 6   # 3 batches x 2 epochs, one loss each
+    for xb_ids, q, yb in zip(seen["inputs"], seen["q"], seen["labels"]):
         rows = np.rint(xb_ids * n).astype(int) - 1
+        np.testing.assert_array_equal(q, train.softmax(soft[rows], cfg.temperature))   # the rows' own q
         np.testing.assert_array_equal(yb, y[rows])
     # and the batches really were shuffled (else any alignment would pass)
     assert not np.array_equal(np.concatenate(seen["inputs"][:3]), ids)
