@@ -76,17 +76,19 @@ class StageConfig:
         return cls(**d)
 
 
-def build_model(cfg: StageConfig, xp):
+def build_model(cfg: StageConfig, xp, *, fast: bool = False):
     """The stage's network, weights drawn from a generator seeded by cfg.seed.
 
-    Its Dropout layers draw their masks with the fast path's sampler for ``xp``
-    (the same distribution as the engine's plain one, fewer random bits), so the
-    fused and the reference step draw identical masks.
+    Its Dropout layers draw their masks with the engine's own ``bernoulli_mask``,
+    the one layers.py shows; ``fast=True`` (the fast path's training) plugs in
+    the fast path's sampler for ``xp`` instead: the same distribution from fewer
+    random bits, so other masks. To compare the two steps, hand both one model
+    built the same way.
     """
     rng = make_rng(xp, cfg.seed, 0)
     return mlp(cfg.sizes, rng=rng, xp=xp, input_dropout=cfg.input_dropout,
                hidden_dropout=cfg.hidden_dropout, max_norm=cfg.max_norm, init_std=cfg.init_std,
-               mask_sampler=fast_path.mask_sampler(xp))
+               mask_sampler=fast_path.mask_sampler(xp) if fast else None)
 
 
 def build_optimizer(cfg: StageConfig, model):
@@ -204,7 +206,7 @@ class Trainer:
     def __init__(self, cfg: StageConfig, xp, x_train, y_train, x_test, y_test, *,
                  soft_logits=None, model=None, fast=False, flat=False):
         self.cfg, self.xp = cfg, xp
-        self.model = model if model is not None else build_model(cfg, xp)
+        self.model = model if model is not None else build_model(cfg, xp, fast=fast)
         # Inputs in the model's own float type, cast once here (float64 rows, e.g. X / 255.0 in a
         # notebook, would otherwise make every product mixed-precision, or stop the fused step).
         dtype = self.model.dense_layers()[0].params["W"].dtype

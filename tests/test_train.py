@@ -7,7 +7,7 @@ from sklearn.datasets import load_digits
 
 from minikd.engine.backend import to_host
 from minikd.engine.losses import softmax
-from minikd.train import DivergenceError, StageConfig, Trainer, predict_logits
+from minikd.train import build_model, DivergenceError, StageConfig, Trainer, predict_logits
 
 
 def digits_arrays(xp):
@@ -52,7 +52,8 @@ def test_fused_step_equals_reference_step(distill):
     if distill:
         soft = np.random.default_rng(1).standard_normal((320, 10)).astype(np.float32) * 5
     cfg = _teacher_like_cfg(hard_weight=0.5, temperature=4.0)
-    ref = Trainer(cfg, np, x_tr, y_tr, x_te, y_te, soft_logits=soft, fast=False)
+    ref = Trainer(cfg, np, x_tr, y_tr, x_te, y_te, soft_logits=soft, fast=False,
+                  model=build_model(cfg, np, fast=True))   # the fused step's mask sampler too
     fused = Trainer(cfg, np, x_tr, y_tr, x_te, y_te, soft_logits=soft, fast=True)
     assert ref.step_impl is None and fused.step_impl is not None
     ref.health = fused.health = None   # 2 epochs on 320 rows: arithmetic, not a network that must learn
@@ -148,3 +149,16 @@ def test_float64_inputs_are_cast_once_on_both_steps(fast):
         np.testing.assert_array_equal(l1.params[n1], l2.params[n2])
     with pytest.raises(ValueError, match="x_train has dtype uint8: give float rows"):
         Trainer(cfg, np, (x_tr * 16).astype(np.uint8), y_tr, x_te, y_te)
+
+
+def test_the_reference_step_draws_masks_with_the_engines_own_sampler():
+    """What a learner reads (layers.bernoulli_mask) is what the reference step runs; the fast
+    path's sampler is plugged in only with the fused step."""
+    from minikd.engine.layers import Dropout, bernoulli_mask
+    from minikd.fast.masks import raw_stream_mask
+    x_tr, y_tr, x_te, y_te = digits_arrays(np)
+    cfg = _teacher_like_cfg()
+    for fast, sampler in ((False, bernoulli_mask), (True, raw_stream_mask)):
+        drops = [layer for layer in Trainer(cfg, np, x_tr, y_tr, x_te, y_te, fast=fast).model.layers
+                 if isinstance(layer, Dropout)]
+        assert len(drops) == 3 and all(layer.sampler is sampler for layer in drops)

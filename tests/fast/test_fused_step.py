@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from minikd import fast
-from minikd.train import StageConfig, Trainer
+from minikd.train import build_model, StageConfig, Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -82,7 +82,8 @@ def test_fused_step_equals_reference_on_layers_using_blas_axpy():
     cfg = StageConfig(name="teacher", sizes=(64, 300, 250, 10), epochs=2, batch_size=50, input_dropout=0.2,
                       hidden_dropout=0.5, max_norm=1.0, jitter=1, image_shape=(8, 8), lr=0.5,
                       lr_decay=0.9, momentum_ramp=1, init_std=0.1)
-    ref = Trainer(cfg, np, x, y, x[:50], y[:50], fast=False)
+    ref = Trainer(cfg, np, x, y, x[:50], y[:50], fast=False,
+                  model=build_model(cfg, np, fast=True))   # the fused step's mask sampler too
     fused = Trainer(cfg, np, x, y, x[:50], y[:50], fast=True)
     assert fused.step_impl is not None
     ref.health = fused.health = None   # random labels: nothing to learn, and arithmetic is what is compared
@@ -159,7 +160,8 @@ def test_scaled_velocity_equals_reference_through_folds():
     cfg = StageConfig(name="teacher", sizes=(64, 300, 250, 10), epochs=1, batch_size=50, input_dropout=0.2,
                       hidden_dropout=0.5, max_norm=1.0, image_shape=(8, 8), lr=0.2, lr_decay=0.9,
                       momentum_start=0.5, momentum_end=0.5, init_std=0.1)
-    ref = Trainer(cfg, np, x, y, x[:50], y[:50], fast=False)
+    ref = Trainer(cfg, np, x, y, x[:50], y[:50], fast=False,
+                  model=build_model(cfg, np, fast=True))   # the fused step's mask sampler too
     fused = Trainer(cfg, np, x, y, x[:50], y[:50], fast=True)
     ref.health = fused.health = None   # random labels: nothing to learn, and arithmetic is what is compared
     ref.fit()
