@@ -34,16 +34,24 @@ With q = softmax(v / T) from teacher logits v and p = softmax(z / T):
 since d(log p_c)/dz_j = ([c == j] - p_j) / T and sum_c q_c = 1.
 
 Why the paper multiplies L_soft by T^2 (Hinton et al. 2015, section 2.1):
-hold the logits fixed and raise T. With logits of zero mean over the C
-classes, exp(z_c / T) ~ 1 + z_c / T once |z_c| << T, so
+hold the logits fixed and raise T. Softmax ignores a constant added to a
+row, so write each row around its mean: zc = z - mean_c(z), vc = v - mean_c(v);
+p = softmax(zc / T) and q = softmax(vc / T) exactly. Once |zc|, |vc| << T,
+exp(zc_c / T) = 1 + zc_c / T + O(zc^2 / T^2) and the row sums to C + O(zc^2 / T^2), so
 
-    p_c ~ (1 + z_c / T) / C        q_c ~ (1 + v_c / T) / C
-    (1/T) (p_c - q_c) ~ (z_c - v_c) / (C T^2)
+    p_c = (1 + zc_c / T) / C + ...        q_c = (1 + vc_c / T) / C + ...
+    (1/T) (p_c - q_c) = (zc_c - vc_c) / (C T^2) * (1 + O(|zc| / T + |vc| / T))
 
 The unscaled soft gradient shrinks as 1/T^2, and T^2 times it tends to
-(z_c - v_c) / C, which does not depend on T: with the factor, changing T
-leaves the soft term's pull about as strong next to the hard term's. (That
-limit is also the paper's "matching logits": minimising (1/2C) sum (z - v)^2.)
+((z_c - mean z) - (v_c - mean v)) / C, which does not depend on T. The means
+matter: the paper's (z_c - v_c) / C assumes zero-mean logits, and a student's
+are not; it is off by their difference at every T (docs/distillation.md,
+section 5, measures both). So the factor keeps the soft term's pull next to
+the hard term's independent of T only once T is large next to the centred
+logits (on digits from T = 6 on; from T = 1 to 6 it still grows 5.7x). The
+limit is the paper's "matching logits": minimising (1/2C) sum_c (zc_c - vc_c)^2,
+the squared distance between the centred logits.
+
 So, with p_1 = softmax(z) the student's probabilities at T = 1 (those the
 hard term uses) and onehot the labels as one-hot rows:
 
