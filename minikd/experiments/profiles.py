@@ -161,12 +161,15 @@ def deviations_from_paper(cfgs):
             add(f"{stage}: eps_0", "10", _fmt(c.lr), LR_WHY.get((stage, c.lr), "set by --lr"))
         if c.lr_warmup:
             add(f"{stage}: learning-rate warm-up", "none", f"linear over {c.lr_warmup} epochs",
-                "at full rate the first epochs kill the distilled student's ReLUs; 7 epochs chosen on the "
-                "validation split (docs/choices.md)" if stage == "distilled" else "set by --lr-warmup")
+                "without it the distilled student exploded (no bound) or died (bound only) in its first "
+                "epochs here, under the paper's schedule; 7 epochs chosen on the validation split "
+                "(docs/choices.md)" if stage == "distilled" else "set by --lr-warmup")
         if c.grad_bound is not None:
             add(f"{stage}: per-row gradient bound", "none", f"each row's ‖dL/dlogits‖ · N <= {c.grad_bound:g}",
-                "a confident teacher's T^2-scaled soft gradient blows up a student at the start; the bound "
-                "keeps no row's push above a hard label's (docs/stability.md)")
+                "a confident teacher's T^2-scaled soft gradient blows up a student at the start: with the "
+                "warm-up alone the distilled student's loss went NaN in epoch 5 here, under the paper's "
+                "schedule; the bound keeps no row's push above a hard label's (docs/stability.md, "
+                "docs/choices.md)")
         if c.temperature != PAPER_RECIPE["temperature"] and stage == "distilled":
             add(f"{stage}: temperature", "20", _fmt(c.temperature), "set by --temperature")
         if c.extra.get("train_rows"):
@@ -197,11 +200,14 @@ EPOCHS_WHY = {**{(stage, n): "a budget a 2-core CPU runs in about half an hour; 
 
 #: Why a profile's eps_0 is not the paper's 10, by (stage, eps_0).
 LR_WHY = {
-    ("teacher", 1.0): "eps_0 = 10 was measured to kill the teacher here (docs/choices.md)",
-    ("teacher", 0.7): "eps_0 = 10 was measured to kill the teacher here; at 150 epochs 0.7 beat 1 on the "
-                      "validation split (docs/choices.md)",
-    ("student", 1.0): "eps_0 = 10 was measured to kill the student here (docs/choices.md)",
-    ("distilled", 1.0): "eps_0 = 10 was measured to kill the distilled student here (docs/choices.md)",
+    ("teacher", 1.0): "eps_0 = 10 made the teacher's loss explode in its first epoch here, under the paper's "
+                      "schedule; 1 is public Theano code's value (docs/choices.md, the paper profile)",
+    ("teacher", 0.7): "eps_0 = 10 made the teacher's loss explode in its first epoch here; at 150 epochs 0.7 "
+                      "beat 1 on the validation split (docs/choices.md)",
+    ("student", 1.0): "eps_0 = 10 gave the student a NaN loss in its first epoch here (docs/choices.md, the "
+                      "paper profile)",
+    ("distilled", 1.0): "eps_0 = 10 killed the distilled student in its first epoch here, with or without the "
+                        "row bound and warm-up (docs/choices.md, the paper profile)",
 }
 
 
