@@ -349,8 +349,8 @@ def test_a_shortened_demo_shows_distillation_working(tmp_path, mnist_dir):
     these two commands (2 BLAS threads): teacher 353 test errors, student 908, distilled 479."""
     out = tmp_path / "demo"
     common = ["--backend", "numpy", "--data-dir", str(mnist_dir), "--profile", "demo", "--out", str(out)]
-    run_cli(*common, "--stages", "teacher", "--epochs", "2")
-    proc = run_cli(*common, "--stages", "student,distilled")
+    run_cli(*common, "--stages", "teacher", "--epochs", "2", timeout=900)
+    proc = run_cli(*common, "--stages", "student,distilled", timeout=900)
     res = json.loads((out / "results.json").read_text())
     teacher, student, distilled = (res["models"][k] for k in ("teacher", "student", "distilled"))
     assert (teacher["train_size"], student["train_size"], distilled["train_size"]) == (60000, 2000, 2000)
