@@ -7,8 +7,8 @@
 Every stage minikd trains -- reproduce's teacher.npz, student_seedN.npz and
 distilled_seedN.npz, the section-3 scripts' checkpoints -- is written by
 ``experiments/checkpoints.py`` (``save_checkpoint``). ``load`` reads it back
-with that module's reader, which never unpickles anything, and rebuilds the
-network on NumPy. Every prediction runs it in eval mode: no dropout, so a
+with that module's loader (``load_model``, the one every command uses), which
+never unpickles anything, and rebuilds the network on NumPy. Every prediction runs it in eval mode: no dropout, so a
 prediction is a fixed function of the image.
 
 What ``x`` may be
@@ -34,8 +34,8 @@ from numpy.typing import ArrayLike, NDArray
 from .data.datasets import to_float
 from .engine.layers import Sequential
 from .engine.losses import softmax
-from .experiments.checkpoints import CheckpointError, checkpoint_params, read_checkpoint
-from .train import StageConfig, build_model, predict_logits
+from .experiments.checkpoints import load_model
+from .train import StageConfig, predict_logits
 
 
 class TrainedModel:
@@ -113,14 +113,7 @@ def load(path: str | os.PathLike[str]) -> TrainedModel:
     minikd checkpoint, or its arrays do not fit the network its header describes.
     Warns when the checkpoint holds a stage that stopped before its last epoch.
     """
-    header, arrays = read_checkpoint(path, owned=False)
-    cfg = StageConfig.from_dict(header["config"])
-    network = build_model(cfg, np)
-    try:
-        network.load_state_dict(checkpoint_params(arrays))
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: its arrays do not fit the {'-'.join(map(str, cfg.sizes))} network "
-                              f"its header describes ({exc}); pass a checkpoint written by minikd") from None
+    network, cfg, header = load_model(path, np)
     model = TrainedModel(network, cfg, path=str(path), meta=header.get("meta") or {},
                          epochs_done=header["epochs_done"])
     if model.epochs_done < cfg.epochs:

@@ -19,19 +19,16 @@ import numpy as np
 
 
 from ..data import to_float
-from ..train import StageConfig, build_model, predict_logits
+from ..train import predict_logits
 from .args import fail, load_data_or_exit
-from .checkpoints import CheckpointError, checkpoint_params, read_checkpoint
+from .checkpoints import CheckpointError, check_fits, load_model
+from .report import print_table
 
 
-def load_model(path, n_features, n_classes):
-    header, arrays = read_checkpoint(path, owned=False)
-    cfg = StageConfig.from_dict(header["config"])
-    if cfg.sizes[0] != n_features or cfg.sizes[-1] != n_classes:
-        raise CheckpointError(f"{path} is a {'-'.join(map(str, cfg.sizes))} network; this dataset needs "
-                              f"{n_features} inputs and {n_classes} outputs")
-    model = build_model(cfg, np)
-    model.load_state_dict(checkpoint_params(arrays))
+def load_for(path, data):
+    """The network in the checkpoint ``path``, refused unless it takes ``data``'s images and classes."""
+    model, cfg, _ = load_model(path)
+    check_fits(path, cfg, data.n_features, data.n_classes)
     return model
 
 
@@ -70,20 +67,19 @@ def main(argv=None):
     splits = {"train": (to_float(data.x_train, np), np.asarray(data.y_train)),
               "test": (to_float(data.x_test, np), np.asarray(data.y_test))}
     try:
-        teacher = load_model(teacher_path, data.n_features, data.n_classes)
-        loaded = [(m, load_model(m, data.n_features, data.n_classes)) for m in models]
+        teacher = load_for(teacher_path, data)
+        loaded = [(m, load_for(m, data)) for m in models]
     except CheckpointError as exc:
         fail(str(exc))
     teacher_logits = {k: predict_logits(teacher, x) for k, (x, _) in splits.items()}
-    print(f"{'model':<28} {'split':<6} {'errors':>6} {'agree w/ teacher':>16} {'RMS logit diff':>15} "
-          f"{'RMS logit':>10}")
-    rows = [(teacher_path, None)] + loaded
-    for path, model in rows:
+    rows = [("model", "split", "errors", "agree w/ teacher", "RMS logit diff", "RMS logit")]
+    for path, model in [(teacher_path, None)] + loaded:
         for split, (x, y) in splits.items():
             logits = teacher_logits[split] if model is None else predict_logits(model, x)
             r = compare(logits, teacher_logits[split], y)
-            print(f"{path.name:<28} {split:<6} {r['errors']:>6} {r['agree']:>16.4f} "
-                  f"{r['rms_logit_diff']:>15.3f} {r['rms_logit']:>10.2f}")
+            rows.append((path.name, split, r["errors"], f"{r['agree']:.4f}", f"{r['rms_logit_diff']:.3f}",
+                         f"{r['rms_logit']:.2f}"))
+    print_table(rows, align="<<>>>>")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Command-line plumbing shared by the commands: common flags, range-checked
-numbers, clean failures, and the guard around a run's output folder.
+"""Command-line plumbing shared by the commands: range-checked numbers, the flag
+groups several commands take (argparse parents), and clean failures.
 
 Every numeric flag goes through ``number(...)``: argparse then refuses a value
 outside its range at parse time (exit 2), with a message naming the flag, the
@@ -10,14 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
-import signal
 import sys
-from contextlib import contextmanager
-from fnmatch import fnmatchcase
-from pathlib import Path, PurePosixPath
-
-from filelock import FileLock, Timeout
+from dataclasses import replace
 
 from ..data import DataError, load_dataset
 from ..engine.backend import BackendError, get_backend
@@ -57,11 +51,11 @@ def number(kind, *, low=None, high=None, low_open=False, high_open=False):
     return parse
 
 
-POSITIVE_INT = number(int, low=1)             # counts: epochs, seeds, widths, every-N
-NON_NEGATIVE_INT = number(int, low=0)         # seeds of generators, warm-up epochs
-POSITIVE_FLOAT = number(float, low=0, low_open=True)
-NON_NEGATIVE_FLOAT = number(float, low=0)
-DECAY_FACTOR = number(float, low=0, high=1, low_open=True)  # eps_t = eps_0 * d^t: 0 < d <= 1
+positive_int = number(int, low=1)             # counts: epochs, seeds, widths, every-N
+non_negative_int = number(int, low=0)         # seeds of generators, warm-up epochs
+positive_float = number(float, low=0, low_open=True)
+non_negative_float = number(float, low=0)
+decay_factor = number(float, low=0, high=1, low_open=True)  # eps_t = eps_0 * d^t: 0 < d <= 1
 
 
 def bound_or_none(text):
@@ -73,13 +67,21 @@ def bound_or_none(text):
     if text.strip().lower() == "none":
         return "none"
     try:
-        return POSITIVE_FLOAT(text)
+        return positive_float(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{exc}, or none") from None
 
 
 bound_or_none.__name__ = "bound"  # what argparse names in its own messages
-bound_or_none.allowed = f"{POSITIVE_FLOAT.allowed}, or none"
+bound_or_none.allowed = f"{positive_float.allowed}, or none"
+
+
+def with_grad_bound(cfg, flag):
+    """``cfg`` with --grad-bound applied: unchanged when the flag was left out (None), no bound
+    for "none", else the number."""
+    if flag is None:
+        return cfg
+    return replace(cfg, grad_bound=None if flag == "none" else flag)
 
 
 def check_loss_weights(p, hard_weight, soft_weight, *, hard_default=1.0):
@@ -105,8 +107,17 @@ def check_int_list(p, flag, values, *, low=1):
                 f"number >= {low}")
 
 
-# --------------------------------------------------------------------------- common flags
-def add_common_args(p, *, default_out):
+# --------------------------------------------------------------------------- flag groups
+# Each returns a fresh parser to pass as ``parents=[...]`` to a command's ArgumentParser: the flags
+# several commands share are written once. Fresh, because argparse shares the parent's actions with
+# the child, so a parser reused across commands would carry one command's defaults into another.
+def flag_group():
+    return argparse.ArgumentParser(add_help=False)
+
+
+def data_flags(*, default_out):
+    """--backend, --dataset, --data-dir, --allow-missing-classes, --seed, --out."""
+    p = flag_group()
     p.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="auto",
                    help="array library: numpy (CPU), cupy (CUDA GPU), auto (cupy if a GPU is usable; default)")
     p.add_argument("--dataset", choices=("mnist", "idx", "digits"), default="mnist",
@@ -117,10 +128,63 @@ def add_common_args(p, *, default_out):
     p.add_argument("--allow-missing-classes", action="store_true",
                    help="--dataset idx: accept training labels 0..K-1 in which some classes never occur "
                         "(e.g. EMNIST letters, 1..26); by default that is refused as a damaged file")
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed, >= 0 (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)")
     p.add_argument("--out", default=default_out, help=f"output folder (default {default_out})")
+    return p
 
 
+def add_common_args(p, *, default_out):
+    """data_flags added to an existing parser, as ``parents=`` does (bench.py's, until it takes parents)."""
+    p._add_container_actions(data_flags(default_out=default_out))
+
+
+#: Single flags that several commands take, each declared here once (``shared_flags``).
+SHARED = {
+    "--lr-warmup": dict(type=non_negative_int, default=None,
+                        help="epochs of linear learning-rate warm-up for the student and the distilled student "
+                             "(default: profile's)"),
+    "--validation": dict(action="store_true",
+                         help="hold out the end of the training set and report errors on it instead of the "
+                              "test set (for choosing schedules without looking at the test set)"),
+    "--no-fast": dict(action="store_true", help="use the readable reference step instead of the fused CPU step"),
+}
+
+
+def shared_flags(*names):
+    """The flags ``names`` of SHARED."""
+    p = flag_group()
+    for name in names:
+        p.add_argument(name, **SHARED[name])
+    return p
+
+
+def loss_flags(*, temperature=True):
+    """The distillation loss: --temperature (unless temperature=False), --hard-weight, --soft-weight.
+    A command that takes them calls ``check_loss_weights`` after parsing."""
+    p = flag_group()
+    if temperature:
+        p.add_argument("--temperature", type=positive_float, default=20.0,
+                       help="distillation temperature T (default 20)")
+    p.add_argument("--hard-weight", type=non_negative_float, default=None,
+                   help="weight of the hard-label cross-entropy in distillation (default: the profile's, 1, "
+                        "chosen on the validation split: docs/choices.md)")
+    p.add_argument("--soft-weight", type=non_negative_float, default=1.0,
+                   help="weight of the T^2-scaled soft cross-entropy (default 1)")
+    return p
+
+
+def grad_bound_flags(*, default=None, why=""):
+    """--grad-bound (``bound_or_none``): default None = the profile's bound. ``why``: a sentence
+    on why the default is what it is, for the help."""
+    p = flag_group()
+    shown = "the profile's, 1: docs/stability.md" if default is None else default
+    p.add_argument("--grad-bound", type=bound_or_none, default=default, metavar="BOUND",
+                   help=f"bound on each distilled row's logit gradient, a number > 0, or 'none' for the paper's "
+                        f"unbounded gradient (default: {shown}){why}")
+    return p
+
+
+# --------------------------------------------------------------------------- clean failures
 def fail(message, code=1):
     """One short message on stderr, no traceback, non-zero exit."""
     print(f"error: {message}", file=sys.stderr)
@@ -147,174 +211,5 @@ def load_data_or_exit(args):
         fail(f"{exc}{hint}")
 
 
-# --------------------------------------------------------------------------- the output folder
-LOCK_NAME = ".minikd.lock"  # filelock's: held while a run writes in --out
-PID_NAME = ".minikd.pid"    # ours: the holder's pid, for the message a second run gets
-
-#: Every file a command writes in --out, one glob per path component (``*``
-#: never crosses a ``/``). The one list of what minikd owns there: a hidden
-#: temporary is removed only when it stands for one of these (and the tests
-#: check that the commands write nothing else).
-OUT_FILES = (
-    "results.json",                                            # every command
-    "teacher.npz", "student_seed*.npz", "distilled_seed*.npz",  # stage.checkpoint_path
-    "learning_curves.png",                                     # reproduce
-    "mythical_digit.csv", "mythical_digit.png",                # mythical_digit, and per experiment:
-    "omit*/distilled_seed*.npz", "only*/distilled_seed*.npz",
-    "sweep.csv", "sweep.png", "cells/T*_w*_s*.json",           # temperature_sweep
-    LOCK_NAME, PID_NAME,                                       # guarded_run
-)
-
-# checkpoints.atomic_write_bytes writes <name> through mkstemp(prefix=".<name>.", suffix=".tmp"):
-# the random middle is letters, digits and "_" (tempfile's alphabet), with no dot.
-TEMPORARY = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp")
-
-
-class OutError(RuntimeError):
-    """--out cannot be used (message is for the user)."""
-
-
-def written_by_minikd(relpath):
-    """Whether ``relpath`` (relative to --out, "/"-separated) is a file OUT_FILES lists."""
-    parts = PurePosixPath(relpath).parts
-    for pattern in OUT_FILES:
-        globs = pattern.split("/")
-        if len(globs) == len(parts) and all(map(fnmatchcase, parts, globs)):
-            return True
-    return False
-
-
-def check_out_dir(out):
-    """Create ``out`` if needed and make sure files can be written in it.
-
-    Raises OutError naming --out when it is a file, lies under a file, or is
-    not writable -- so a run refuses before its first epoch, not after it.
-    """
-    out = Path(out)
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            where = "is a file" if parent == out else f"lies under {parent}, which is a file"
-            raise OutError(f"--out {out} {where}; --out names a folder: choose another path")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".minikd-write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise OutError(f"--out {out} cannot be written ({reason}); choose a folder you can write to")
-    return out
-
-
-class OutLock:
-    """The hold ``lock_out_dir`` takes on a folder; ``close()`` gives it back."""
-
-    def __init__(self, out):
-        self.lock = FileLock(str(Path(out) / LOCK_NAME))
-        self.pid_file = Path(out) / PID_NAME
-
-    def close(self):
-        # The pid goes first, while the lock still keeps every other run out.
-        self.pid_file.unlink(missing_ok=True)
-        self.lock.release()
-
-
-def lock_out_dir(out):
-    """Hold an exclusive lock on ``out`` until the returned OutLock is closed.
-
-    filelock takes an OS lock (flock on POSIX, msvcrt.locking on Windows), which
-    the OS drops when the process ends, however it ends (SIGKILL included), so
-    a killed run never leaves the folder locked. Raises OutError when another
-    process holds it, naming that process's pid. filelock owns the lock file
-    (it may truncate or delete it), so the pid is kept in a file of its own.
-    """
-    held = OutLock(out)
-    try:
-        held.lock.acquire(timeout=0)
-    except Timeout:
-        try:
-            holder = held.pid_file.read_text().strip()
-        except OSError:
-            holder = ""
-        raise OutError(f"--out {out} is in use by another run ({holder or 'pid unknown'}); wait for it "
-                       f"to finish, or choose another --out")
-    except OSError as exc:
-        raise OutError(f"--out {out}: cannot lock {held.lock.lock_file} ({exc}); choose another --out")
-    held.pid_file.write_text(f"pid {os.getpid()}\n")
-    return held
-
-
-def remove_stale_temporaries(out):
-    """Delete the temporaries an earlier run left when it was killed mid-write.
-
-    Only minikd's own: ``.<name>.<random>.tmp`` (checkpoints.atomic_write_bytes)
-    where <name> is a file OUT_FILES lists, in ``out`` itself and in the
-    subfolders minikd creates there (omit3/, only78/, cells/). Nothing else
-    is touched: not another program's ``.session.tmp``, not any file in a
-    folder of the user's own. Call only while holding the lock.
-    """
-    out = Path(out)
-    subfolders = {pattern.split("/")[0] for pattern in OUT_FILES if "/" in pattern}
-    folders = [out] + [d for d in sorted(out.iterdir()) if any(fnmatchcase(d.name, g) for g in subfolders)
-                       and d.is_dir() and not d.is_symlink()]
-    removed = []
-    for folder in folders:
-        for tmp in sorted(folder.iterdir()):
-            match = TEMPORARY.fullmatch(tmp.name)
-            if match is None or tmp.is_symlink() or not tmp.is_file():
-                continue
-            if not written_by_minikd((tmp.parent / match["name"]).relative_to(out).as_posix()):
-                continue
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-    return removed
-
-
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so the run unwinds like Ctrl-C."""
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-@contextmanager
-def guarded_run(out, *, how_to_continue):
-    """The folder a run writes to, checked, locked and cleaned, and a clean stop.
-
-    Before the body: ``check_out_dir``, ``lock_out_dir``, stale temporaries
-    removed. Ctrl-C (exit 130) and SIGTERM (exit 143) stop the run with one
-    line saying how to continue; every checkpoint already written stays
-    intact, since each is written to a temporary file and renamed.
-    """
-    try:
-        out = check_out_dir(out)
-        lock = lock_out_dir(out)
-    except OutError as exc:
-        fail(str(exc))
-    remove_stale_temporaries(out)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
-    try:
-        yield out
-    except KeyboardInterrupt:
-        _stopped("interrupted (Ctrl-C)", out, how_to_continue, 130)
-    except Terminated:
-        _stopped("stopped by SIGTERM", out, how_to_continue, 143)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        lock.close()
-
-
-def _main_thread():
-    import threading
-    return threading.current_thread() is threading.main_thread()
-
-
-def _stopped(what, out, how_to_continue, code):
-    sys.stderr.flush()
-    print(f"\n{what}: the checkpoints in {out} are intact; {how_to_continue}", file=sys.stderr)
-    sys.exit(code)
+# The upper-case names these functions had; bench.py (being finished under issue 24) still imports them.
+POSITIVE_INT, NON_NEGATIVE_INT, NON_NEGATIVE_FLOAT = positive_int, non_negative_int, non_negative_float

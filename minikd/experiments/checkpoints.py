@@ -1,4 +1,5 @@
-"""Checkpoints: one ``.npz`` per stage, and the atomic writes every output uses.
+"""Checkpoints: one ``.npz`` per stage, the one reader and the one loader of a
+trained network, and the atomic writes every output uses.
 
 A checkpoint holds only arrays (parameters, velocities) and a JSON string
 (configuration, history, dataset fingerprint). It is read with
@@ -39,7 +40,7 @@ def atomic_write_bytes(path, write):
 
     A crash before the rename leaves the previous file untouched (and at worst
     a hidden ``.<name>.*.tmp``, which the next run on that folder removes:
-    ``args.remove_stale_temporaries``). mkstemp creates the file readable by
+    ``outdir.remove_stale_temporaries``). mkstemp creates the file readable by
     its owner only; it gets the mode of any other new file (0666 minus the
     umask) before the rename.
     """
@@ -236,27 +237,46 @@ def load_into(trainer, header, arrays, path="checkpoint"):
     trainer.history = history
 
 
+def load_model(path, xp=np, *, flag=None):
+    """(network, StageConfig, header) from any checkpoint minikd writes: the one place a trained
+    network is rebuilt from a file (``minikd.load``, --teacher, the figures, agreement).
+
+    The network is the engine's Sequential on ``xp``, its parameters the checkpoint's. flag: the
+    command-line flag that named the file, for the messages. Raises CheckpointError, naming the
+    file, when it is unreadable or its arrays do not fit the network its header describes.
+    """
+    header, arrays = read_checkpoint(path, owned=False)
+    cfg = StageConfig.from_dict(header["config"])
+    network = build_model(cfg, xp)
+    try:
+        network.load_state_dict(checkpoint_params(arrays))
+    except ValueError as exc:
+        raise CheckpointError(f"{flag + ' ' if flag else ''}{path}: its arrays do not fit the "
+                              f"{'-'.join(map(str, cfg.sizes))} network its header describes ({exc}); pass a "
+                              f"checkpoint written by minikd") from None
+    return network, cfg, header
+
+
+def check_fits(path, cfg, n_features, n_classes, *, flag=None, data="this dataset"):
+    """Refuse a network whose input or output size is not the data's, naming both."""
+    if cfg.sizes[0] != n_features or cfg.sizes[-1] != n_classes:
+        raise CheckpointError(f"{flag + ' ' if flag else ''}{path} is a {'-'.join(map(str, cfg.sizes))} "
+                              f"network; {data} needs {n_features} inputs and {n_classes} outputs")
+
+
 def load_teacher(path, xp, *, dataset):
     """(model, info) from a teacher checkpoint written by scripts/reproduce.py
     (or by these scripts). Refuses, naming the file, a checkpoint of another
     dataset or input/output size. Raises experiment.CheckpointError."""
-    header, arrays = read_checkpoint(path, owned=False)
-    cfg = StageConfig.from_dict(header["config"])
+    model, cfg, header = load_model(path, xp, flag="--teacher")
     meta = header.get("meta") or {}
     if meta.get("dataset") not in (None, dataset.name):
         raise CheckpointError(f"--teacher {path} was trained on --dataset {meta.get('dataset')}, this run uses "
                               f"--dataset {dataset.name}: pass a teacher of the same dataset, or leave "
                               f"--teacher out to train one")
-    if cfg.sizes[0] != dataset.n_features or cfg.sizes[-1] != dataset.n_classes:
-        raise CheckpointError(f"--teacher {path} is a {'-'.join(map(str, cfg.sizes))} network; --dataset "
-                              f"{dataset.name} needs {dataset.n_features} inputs and {dataset.n_classes} "
-                              f"outputs")
+    check_fits(path, cfg, dataset.n_features, dataset.n_classes, flag="--teacher",
+               data=f"--dataset {dataset.name}")
     check_same_data(path, meta, data_fingerprint(dataset), flag="--teacher")
-    model = build_model(cfg, xp)
-    try:
-        model.load_state_dict(checkpoint_params(arrays))
-    except ValueError as exc:
-        raise _unreadable(path, f"its arrays do not fit its network: {exc}", False) from None
     if int(header["epochs_done"]) < int(cfg.epochs):
         print(f"warning: --teacher {path} finished only {header['epochs_done']} of its {cfg.epochs} epochs; "
               f"using it as it is", file=sys.stderr)

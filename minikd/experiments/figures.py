@@ -36,23 +36,16 @@ import numpy as np
 from ..data import DataError, load_dataset, to_float
 from ..engine.backend import to_device, to_host
 from ..engine.losses import distillation_loss, softmax
-from ..train import StageConfig, Trainer, build_model, predict_logits, teacher_soft_targets
-from .args import NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, fail, pick_backend_or_exit
-from .checkpoints import CheckpointError, checkpoint_params, read_checkpoint
-from .profiles import profile_configs
+from ..train import Trainer, predict_logits, teacher_soft_targets
+from .args import fail, non_negative_int, pick_backend_or_exit, positive_float, positive_int
+from .checkpoints import CheckpointError, load_model
+from .report import pyplot, save_figure
 from .reproduce import plot_curves
-from .results import save_figure
+from .stage import stage_configs
 
 FIGURES = ("softmax_temperature.png", "dark_knowledge.png", "gradient_scale.png", "learning_curves_{dataset}.png")
 DARK_TEMPERATURES = (1.0, 4.0, 20.0)
 GRADIENT_TEMPERATURES = tuple(float(t) for t in np.geomspace(0.5, 100.0, 25))
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 # ------------------------------------------------------------------ (a) softmax and temperature
@@ -61,7 +54,7 @@ def softmax_temperature_figure(path, pair=(10.0, 4.0), temperatures=(1.0, 20.0))
 
     Returns {"curve_z": z, "curves": {T: p_1(z)}, "pair": pair, "bars": {T: (p_1, p_2)}}.
     """
-    plt = _pyplot()
+    plt = pyplot()
     z = np.linspace(-30.0, 30.0, 241)
     two = np.stack([z, np.zeros_like(z)], axis=1)               # (241, 2) logits [z, 0]
     curves = {t: softmax(two, t)[:, 0] for t in temperatures}
@@ -85,7 +78,6 @@ def softmax_temperature_figure(path, pair=(10.0, 4.0), temperatures=(1.0, 20.0))
     ax1.set_ylabel("probability")
     ax1.set_title(f"logits ({pair[0]:g}, {pair[1]:g})")
     ax1.legend(fontsize=8)
-    fig.tight_layout()
     save_figure(fig, path, dpi=100)
     return {"curve_z": z, "curves": curves, "pair": tuple(pair), "bars": bars}
 
@@ -138,7 +130,7 @@ def dark_knowledge_figure(path, images, labels, teacher_logits, *, temperatures=
     Returns {"rows", "labels", "kinds", "probs": {T: (2, C)}, "ranking": [wrong classes by q],
     "high_t": T, "high_t_ylim": (lo, hi) of the linear panels} (what is drawn).
     """
-    plt = _pyplot()
+    plt = pyplot()
     logits = np.asarray(teacher_logits, dtype=np.float64)
     labels = np.asarray(labels)
     ambiguous = ambiguous_rows(logits, labels, 1)[0]
@@ -192,7 +184,7 @@ def dark_knowledge_figure(path, images, labels, teacher_logits, *, temperatures=
     handles, names = axes[0][1].get_legend_handles_labels()
     fig.legend(handles, names, ncol=len(low), fontsize=8, loc="upper right", bbox_to_anchor=(0.99, 0.995),
                frameon=False)
-    save_figure(fig, path, dpi=100)
+    save_figure(fig, path, dpi=100, tight=False)   # laid out above, before the shared legend
     return {"rows": rows, "labels": [int(labels[i]) for i in rows], "kinds": kinds, "probs": probs,
             "ranking": ranking, "high_t": high, "high_t_ylim": ylim}
 
@@ -237,7 +229,7 @@ def gradient_scale_lines(g):
 
 def gradient_scale_figure(path, student_logits, teacher_logits, temperatures=GRADIENT_TEMPERATURES):
     """Log-log plot of soft_gradient_norms. Returns its dict."""
-    plt = _pyplot()
+    plt = pyplot()
     g = soft_gradient_norms(student_logits, teacher_logits, temperatures)
     ts = np.array(g["temperatures"])
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -253,24 +245,11 @@ def gradient_scale_figure(path, student_logits, teacher_logits, temperatures=GRA
     ax.set_title(f"soft gradient of {len(student_logits)} real student/teacher logit pairs")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     save_figure(fig, path, dpi=100)
     return g
 
 
 # ------------------------------------------------------------------ the models behind the figures
-def load_model(path, xp, *, flag):
-    """(model, StageConfig, header meta) from a checkpoint written by minikd."""
-    header, arrays = read_checkpoint(path, owned=False)
-    cfg = StageConfig.from_dict(header["config"])
-    model = build_model(cfg, xp)
-    try:
-        model.load_state_dict(checkpoint_params(arrays))
-    except ValueError as exc:
-        raise CheckpointError(f"{flag} {path}: its arrays do not fit its network: {exc}") from None
-    return model, cfg, header.get("meta") or {}
-
-
 def train(cfg, data, xp, soft_logits=None):
     """Train one stage here (fast path, no checkpoints); returns the trainer."""
     t0 = time.perf_counter()
@@ -306,19 +285,19 @@ def parse_args(argv=None):
     p.add_argument("--results", default=None, metavar="JSON",
                    help="results.json of a reproduce.py run, for the learning curves (and its student for "
                         "the gradient figure). Default: train the student and the distilled student here")
-    p.add_argument("--epochs", type=POSITIVE_INT, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="stop every stage trained here after N epochs of the quick profile's schedule "
                         "(default: all of it, 150 / 70 / 70 epochs)")
-    p.add_argument("--teacher-width", type=POSITIVE_INT, default=1200,
+    p.add_argument("--teacher-width", type=positive_int, default=1200,
                    help="hidden units per layer of a teacher trained here (default 1200, the paper's)")
-    p.add_argument("--width", type=POSITIVE_INT, default=800,
+    p.add_argument("--width", type=positive_int, default=800,
                    help="hidden units per layer of the students trained here (default 800, the paper's)")
-    p.add_argument("--init-std", type=POSITIVE_FLOAT, default=None,
+    p.add_argument("--init-std", type=positive_float, default=None,
                    help="s.d. of the initial weights of the models trained here (default: the profile's, "
                         "0.01); narrow nets trained for a few epochs learn faster from 0.1")
     p.add_argument("--data-dir", default=None, help="MNIST folder, when --teacher is an MNIST teacher")
     p.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="numpy")
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the models trained here (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the models trained here (default 0)")
     p.add_argument("--out", default="docs", help="folder for the PNGs (default docs)")
     return p.parse_args(argv)
 
@@ -333,8 +312,8 @@ def make_figures(argv=None):
     dataset_name = "digits"
     try:
         if args.teacher:
-            teacher, tcfg, meta = load_model(args.teacher, xp, flag="--teacher")
-            dataset_name = meta.get("dataset") or "digits"
+            teacher, _, header = load_model(args.teacher, xp, flag="--teacher")
+            dataset_name = (header.get("meta") or {}).get("dataset") or "digits"
         results = json.loads(Path(args.results).read_text()) if args.results else None
     except CheckpointError as exc:
         fail(str(exc))
@@ -349,9 +328,7 @@ def make_figures(argv=None):
         fail(str(exc))
     data = {"x_train": to_float(dataset.x_train, xp), "y_train": to_device(dataset.y_train, xp, dtype=np.int32),
             "x_test": to_float(dataset.x_test, xp), "y_test": to_device(dataset.y_test, xp, dtype=np.int32)}
-    cfgs = profile_configs("quick", n_features=dataset.n_features, n_classes=dataset.n_classes,
-                           image_shape=dataset.image_shape, seed=args.seed,
-                           jitter=2 if dataset.image_shape[0] >= 16 else 1)
+    cfgs = stage_configs("quick", dataset, seed=args.seed)
     if args.epochs is not None:  # the first N epochs of the quick schedule (not the schedule squeezed into N)
         cfgs = {k: replace(c, epochs=min(c.epochs, args.epochs)) for k, c in cfgs.items()}
     d, c = dataset.n_features, dataset.n_classes

@@ -31,8 +31,6 @@ Finished models in --out are reused on a rerun (delete --out to start over).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 import time
 from dataclasses import replace
@@ -40,19 +38,16 @@ from pathlib import Path
 
 import numpy as np
 
-
 from ..data import to_float
 from ..engine.backend import to_device, to_host
 from ..train import count_test_errors, predict_logits, teacher_soft_targets
-from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, bound_or_none,
-                   check_loss_weights, fail, guarded_run, load_data_or_exit, pick_backend_or_exit)
-from .checkpoints import CheckpointError, atomic_write_text, load_teacher
-from .profiles import distill_config as _distill_config, profile_configs
-from .results import environment_info, save_figure, write_json
-from .stage import StageRunError, run_meta, run_stage, training_subset, validation_split
+from .args import check_loss_weights, data_flags, fail, grad_bound_flags, loss_flags, positive_int
+from .report import finish_axes, print_table, pyplot, save_figure, write_csv, write_json
+from .results import environment_info, soft_targets_sha256
+from .section3 import section3_configs, section3_flags, section3_teacher, stage_keywords
+from .stage import StageRunError, run_command, run_meta, run_stage, training_subset, validation_split
 from .stats import mean_range, wilson_interval
-from .sweep import array_fingerprint
-from .transfer import ShiftCurve, class_counts, filter_transfer_set, shift_report
+from .transfer import analyse, class_counts, filter_transfer_set
 
 # What the paper reports (section 3); its shifts were chosen on the test set.
 PAPER = {
@@ -73,23 +68,15 @@ def class_list(text, flag, n_max=None):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, default_out="runs/mythical_digit")
-    p.add_argument("--profile", choices=("quick", "paper"), default="quick",
-                   help="quick: 40 distillation epochs (150 for a teacher trained here), the 2012 recipe "
-                        "compressed for a 2-core CPU (default); paper: 3,000 epochs per model")
-    p.add_argument("--teacher", default=None, metavar="PATH",
-                   help="teacher checkpoint, e.g. runs/reproduce/teacher.npz (default: train one on the "
-                        "training split and save it as OUT/teacher.npz)")
-    p.add_argument("--teacher-epochs", type=POSITIVE_INT, default=None,
-                   help="epochs of a teacher trained here (default: the profile's, 150 / 3,000)")
-    p.add_argument("--teacher-width", type=POSITIVE_INT, default=1200,
-                   help="hidden units per layer of a teacher trained here (default 1200, the paper's)")
-    p.add_argument("--width", type=POSITIVE_INT, default=800,
+    profile_help = ("quick: 40 distillation epochs (150 for a teacher trained here), the 2012 recipe compressed "
+                    "for a 2-core CPU (default); paper: 3,000 epochs per model")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[data_flags(default_out="runs/mythical_digit"),
+                                         section3_flags(profile_help=profile_help), loss_flags(),
+                                         grad_bound_flags()])
+    p.add_argument("--width", type=positive_int, default=800,
                    help="hidden units per layer of the students (default 800, the paper's)")
-    p.add_argument("--epochs", type=POSITIVE_INT, default=None,
-                   help="distillation epochs per student (default: 40 / 3,000)")
-    p.add_argument("--seeds", type=POSITIVE_INT, default=3,
+    p.add_argument("--seeds", type=positive_int, default=3,
                    help="students per experiment, seeds --seed, --seed+1, ... (default 3: the spread "
                         "tells how much one run can be trusted)")
     p.add_argument("--experiments", default="omit,only",
@@ -97,20 +84,9 @@ def parse_args(argv=None):
                         "default both")
     p.add_argument("--omit", default="3", help="classes left out by the omit experiment (default 3)")
     p.add_argument("--only", default="7,8", help="classes kept by the only experiment (default 7,8)")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
-                   help="initial learning rate eps_0 of every model trained here (default: the profile's)")
-    p.add_argument("--temperature", type=POSITIVE_FLOAT, default=20.0, help="distillation temperature (default 20)")
-    p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
-                   help="weight of the hard-label term (default: the profile's, 1)")
-    p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0, help="weight of the T^2-scaled soft term")
-    p.add_argument("--grad-bound", type=bound_or_none, default=None, metavar="BOUND",
-                   help="the students' bound on each row's logit gradient, a number > 0 (default: the "
-                        "profile's, as reproduce.py: docs/stability.md), or 'none' for the paper's unbounded "
-                        "gradient")
-    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
+    p.add_argument("--train-size", type=positive_int, default=None,
                    help="use only the first N training images (smoke runs); the last sixth of them "
                         "(10,000 of 60,000) is the validation split either way")
-    p.add_argument("--no-fast", action="store_true", help="use the reference step instead of the fused one")
     args = p.parse_args(argv)
     try:
         args.omit = class_list(args.omit, "--omit")
@@ -147,33 +123,6 @@ def experiment_specs(args, n_classes):
                          "title": f"only {' and '.join(map(str, c))} in the transfer set",
                          "paper": PAPER["only"] if c == PAPER["only"]["classes"] else None}
     return specs
-
-
-def shift_grid_curve(curve, lo, hi, n=401):
-    s = np.linspace(lo, hi, n)
-    return {"shifts": s.round(4).tolist(), "error_rate": (curve.errors_at(s) / curve.n).round(5).tolist()}
-
-
-def analyse(spec, val_logits, y_val, test_logits, y_test):
-    """Bias shifts chosen on validation (honest), best on test (information),
-    the paper's; test errors at each, overall, on the focus classes, per class."""
-    shifted, focus = spec["shifted"], spec["focus"]
-    val_curve = ShiftCurve.fit(val_logits, y_val, shifted)
-    test_curve = ShiftCurve.fit(test_logits, y_test, shifted)
-    s_val, _ = val_curve.best()
-    s_test, _ = test_curve.best()
-    test = {"none": shift_report(test_logits, y_test, shifted, 0.0, focus),
-            "validation": shift_report(test_logits, y_test, shifted, s_val, focus),
-            "test_optimal": shift_report(test_logits, y_test, shifted, s_test, focus)}
-    if spec["paper"]:
-        test["paper_shift"] = shift_report(test_logits, y_test, shifted, spec["paper"]["shift"], focus)
-    span = max(10.0, 1.5 * abs(s_val), 1.5 * abs(s_test), 1.5 * abs(spec["paper"]["shift"]) if spec["paper"] else 0)
-    return {"shift_validation": s_val, "shift_test_optimal": s_test,
-            "validation": {"none": shift_report(val_logits, y_val, shifted, 0.0, focus),
-                           "chosen": shift_report(val_logits, y_val, shifted, s_val, focus)},
-            "test": test,
-            "curves": {"validation": shift_grid_curve(val_curve, -span, span),
-                       "test": shift_grid_curve(test_curve, -span, span)}}
 
 
 def summarize(name, spec, runs):
@@ -247,6 +196,8 @@ def fmt_stat(st, scale=1.0, fmt="{:.0f}"):
 
 
 def print_tables(results):
+    labels = {"none": "no correction", "validation": "on validation (ours)",
+              "test_optimal": "on test (info only)", "paper_shift": "paper's shift (info)"}
     for name, exp in results["experiments"].items():
         s, paper = exp["summary"], exp["spec"]["paper"]
         n_test, n_focus = exp["n_test"], exp["n_focus"]
@@ -255,14 +206,9 @@ def print_tables(results):
               f"{len(exp['runs'])} seed(s); mean (min to max) over seeds")
         rows = [("bias shift chosen", "shift", f"test errors /{n_test}", "error %",
                  f"errors on {focus} /{n_focus}")]
-        labels = {"none": "no correction", "validation": "on validation (ours)",
-                  "test_optimal": "on test (info only)", "paper_shift": "paper's shift (info)"}
-        for key, label in labels.items():
-            if key not in s:
-                continue
-            st = s[key]
-            rows.append((label, fmt_stat(st["shift"], fmt="{:+.2f}"), fmt_stat(st["errors"]),
-                         fmt_stat(st["errors"], 100.0 / n_test, "{:.2f}"), fmt_stat(st["errors_on_focus"])))
+        rows += [(label, fmt_stat(s[key]["shift"], fmt="{:+.2f}"), fmt_stat(s[key]["errors"]),
+                  fmt_stat(s[key]["errors"], 100.0 / n_test, "{:.2f}"), fmt_stat(s[key]["errors_on_focus"]))
+                 for key, label in labels.items() if key in s]
         if paper and name == "omit":
             rows.append(("paper (on test)", f"{paper['shift']:+.2f}", f"{paper['errors_before']} -> "
                          f"{paper['errors_after']}", "", f"{paper['focus_errors_before']} -> "
@@ -270,37 +216,25 @@ def print_tables(results):
         elif paper:
             rows.append(("paper (on test)", f"{paper['shift']:+.2f}", "", f"{100 * paper['error_rate_before']:.1f} "
                          f"-> {100 * paper['error_rate_after']:.1f}", ""))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        line = "  ".join("-" * w for w in widths)
-        print(line)
-        for i, r in enumerate(rows):
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-            if i == 0:
-                print(line)
-        print(line)
+        print_table(rows)
         for v in exp["verdicts"]:
             print(f"  claim: {v['claim']}\n    -> {v['verdict'].upper()}: {v['detail']}")
 
 
-def write_csv(results, path):
+def csv_rows(results):
     """One row per experiment, seed and way of choosing the shift."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["experiment", "seed", "shift_chosen_on", "shift", "test_errors", "n_test", "error_pct",
-                "errors_on_left_out", "n_left_out", "per_class_errors"])
-    for name, exp in results["experiments"].items():
-        for run in exp["runs"]:
-            for key, rep in run["test"].items():
-                w.writerow([exp["spec"]["title"], run["seed"], key, f"{rep['shift']:.4f}", rep["errors"], rep["n"],
-                            f"{100 * rep['errors'] / rep['n']:.2f}", rep["errors_on_focus"], rep["n_focus"],
-                            ";".join(map(str, rep["per_class"]))])
-    atomic_write_text(path, buf.getvalue())
+    return [[exp["spec"]["title"], run["seed"], key, f"{rep['shift']:.4f}", rep["errors"], rep["n"],
+             f"{100 * rep['errors'] / rep['n']:.2f}", rep["errors_on_focus"], rep["n_focus"],
+             ";".join(map(str, rep["per_class"]))]
+            for exp in results["experiments"].values() for run in exp["runs"] for key, rep in run["test"].items()]
+
+
+CSV_HEADER = ["experiment", "seed", "shift_chosen_on", "shift", "test_errors", "n_test", "error_pct",
+              "errors_on_left_out", "n_left_out", "per_class_errors"]
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     exps = results["experiments"]
     fig, axes = plt.subplots(2, len(exps), figsize=(6.5 * len(exps), 7.5), squeeze=False)
     for j, (name, exp) in enumerate(exps.items()):
@@ -319,8 +253,8 @@ def plot(results, path):
         ax.set_xlabel("true class (shaded: left out of the transfer set)")
         ax.set_ylabel(f"test errors (mean of {len(runs)} seed(s))")
         ax.set_ylim(top=1.25 * max(before.max(), after.max(), 1))
-        ax.set_title(exp["spec"]["title"])
         ax.legend(fontsize=8)
+        ax.set_title(exp["spec"]["title"])
         ax = axes[1, j]
         c0 = runs[0]["curves"]
         ax.step(c0["validation"]["shifts"], np.array(c0["validation"]["error_rate"]) * 100, where="mid",
@@ -337,24 +271,20 @@ def plot(results, path):
         ax.set_xlabel(f"shift added to the logits of {'/'.join(map(str, exp['spec']['shifted']))}")
         ax.set_ylabel(f"error % (seed {runs[0]['seed']})")
         ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        finish_axes(ax)
     save_figure(fig, path, dpi=100)
 
 
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     args = parse_args(argv)
-    xp = pick_backend_or_exit(args.backend)
-    dataset = load_data_or_exit(args)
+    return run_command(args, lambda xp, dataset: _run(args, argv, xp, dataset),
+                       check=lambda dataset: experiment_specs(args, dataset.n_classes),   # refused before --out
+                       how_to_continue="rerun the same command to continue (finished models in --out are reused)")
+
+
+def _run(args, argv, xp, dataset):
     specs = experiment_specs(args, dataset.n_classes)
-    with guarded_run(args.out, how_to_continue="rerun the same command to continue (finished models in "
-                                               "--out are reused)"):
-        return _run(args, argv, xp, dataset, specs)
-
-
-def _run(args, argv, xp, dataset, specs):
     out = Path(args.out)
     t_start = time.time()
 
@@ -370,35 +300,18 @@ def _run(args, argv, xp, dataset, specs):
     x_train, x_val, x_test = to_float(x_tr_host, xp), to_float(x_all[va_idx], xp), to_float(dataset.x_test, xp)
     y_val_dev, y_test_dev = to_device(y_val, xp), to_device(y_test, xp)
 
-    cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
-                           image_shape=dataset.image_shape, seed=args.seed, temperature=args.temperature,
-                           hard_weight=args.hard_weight, soft_weight=args.soft_weight, lr=args.lr,
-                           jitter=2 if dataset.image_shape[0] >= 16 else 1)
-    d, c = dataset.n_features, dataset.n_classes
-    cfgs["teacher"] = replace(cfgs["teacher"], sizes=(d, args.teacher_width, args.teacher_width, c),
-                              epochs=args.teacher_epochs or cfgs["teacher"].epochs)
-    distilled = _distill_config(args, dataset, cfgs)
-    if args.grad_bound is not None:
-        distilled = replace(distilled, grad_bound=None if args.grad_bound == "none" else args.grad_bound)
-    cfgs["distilled"] = replace(distilled, sizes=(d, args.width, args.width, c))
-    every = 10 if args.profile == "quick" else 50
+    cfgs, distilled = section3_configs(args, dataset, temperature=args.temperature)
+    width = args.width
+    cfgs["distilled"] = replace(distilled, sizes=(dataset.n_features, width, width, dataset.n_classes))
     meta = run_meta(dataset, train_size=args.train_size, validation=True)
-    run_kw = dict(resume=True, fast=not args.no_fast, checkpoint_every=every, eval_every=every)
     split = {"x_train": x_train, "y_train": to_device(y_tr_host, xp), "x_test": x_val, "y_test": y_val_dev,
              "eval_name": "validation", "n_train": len(tr_idx), "n_eval": len(va_idx)}
 
-    try:
-        if args.teacher:
-            teacher, teacher_info = load_teacher(args.teacher, xp, dataset=dataset)
-        else:
-            trainer, entry = run_stage(cfgs["teacher"], split, xp, out=out, meta=meta, **run_kw)
-            teacher = trainer.model
-            teacher_info = {"path": entry["checkpoint"], "sizes": list(cfgs["teacher"].sizes),
-                            "epochs_done": entry["epochs"], "epochs_planned": cfgs["teacher"].epochs,
-                            "meta": meta, "saw_all_training_rows": False, "train_size": args.train_size}
-    except (CheckpointError, StageRunError) as exc:
-        fail(str(exc))
-    teacher_info["test_errors"] = int(to_host(count_test_errors(teacher, x_test, y_test_dev)))
+    teacher, teacher_info = section3_teacher(args, cfgs["teacher"], split, xp, dataset, out=out, meta=meta,
+                                             test=(x_test, y_test_dev))
+    if not args.teacher:   # trained here, on the training split
+        teacher_info.update(epochs_planned=cfgs["teacher"].epochs, saw_all_training_rows=False,
+                            train_size=args.train_size)
     teacher_info["validation_errors"] = int(to_host(count_test_errors(teacher, x_val, y_val_dev)))
     if teacher_info["saw_all_training_rows"]:
         print(f"note: the teacher {teacher_info['path']} was trained on all training images, the validation "
@@ -406,7 +319,7 @@ def _run(args, argv, xp, dataset, specs):
               f"for them", file=sys.stderr)
     # The teacher's soft targets: once, in eval mode, on un-jittered images.
     teacher_logits = to_host(teacher_soft_targets(teacher, x_train))
-    teacher_id = array_fingerprint(teacher_logits)
+    teacher_id = soft_targets_sha256(teacher_logits)
 
     results = {"config": {"argv": sys.argv[1:] if argv is None else list(argv), "profile": args.profile,
                           "dataset": dataset.name, "data_source": dataset.source,
@@ -433,7 +346,7 @@ def _run(args, argv, xp, dataset, specs):
                           extra={"teacher_soft_targets": teacher_id, "transfer_set": spec["dir"]})
             try:
                 trainer, entry = run_stage(cfg, arrays, xp, out=out / spec["dir"], soft_logits=soft,
-                                           meta=exp_meta, **run_kw)
+                                           meta=exp_meta, **stage_keywords(args))
             except StageRunError as exc:
                 fail(str(exc))
             val_logits = to_host(predict_logits(trainer.model, x_val))
@@ -453,7 +366,7 @@ def _run(args, argv, xp, dataset, specs):
     print(f"\nteacher {'-'.join(map(str, teacher_info['sizes']))}: {teacher_info['test_errors']} test errors "
           f"({teacher_info['path']})")
     print_tables(results)
-    write_csv(results, out / "mythical_digit.csv")
+    write_csv(out / "mythical_digit.csv", CSV_HEADER, csv_rows(results))
     plot(results, out / "mythical_digit.png")
     print(f"\ntotal wall time {results['wall_seconds_total'] / 60:.1f} min; {out / 'results.json'}, "
           f"{out / 'mythical_digit.csv'}, {out / 'mythical_digit.png'}")

@@ -20,21 +20,21 @@ from pathlib import Path
 
 
 from ..train import teacher_soft_targets
-from .args import (DECAY_FACTOR, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT,
-                   add_common_args, bound_or_none, check_loss_weights, fail, guarded_run, load_data_or_exit,
-                   pick_backend_or_exit)
+from .args import (check_loss_weights, data_flags, decay_factor, fail, grad_bound_flags, loss_flags,
+                   positive_float, positive_int, shared_flags, with_grad_bound)
 from .profiles import EPOCHS, PROFILES, deviations_from_paper, describe_deviations, profile_configs
-from .results import (PAPER_TABLE, SEED_REPRO_TABLE, environment_info, save_figure, soft_targets_sha256,
-                      write_json)
+from .report import finish_axes, print_table, pyplot, save_figure, write_json
+from .results import PAPER_TABLE, SEED_REPRO_TABLE, environment_info, soft_targets_sha256
 from .stage import (STAGE_ALIASES, STAGES, StageRunError, checkpoint_path, prepare_arrays, refuse_overwrite,
-                    run_meta, run_stage)
+                    run_command, run_meta, run_stage, stage_configs)
 
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=profiles_epilog())
-    add_common_args(p, default_out="runs/reproduce")
+                                epilog=profiles_epilog(),
+                                parents=[data_flags(default_out="runs/reproduce"), loss_flags(), grad_bound_flags(),
+                                         shared_flags("--lr-warmup", "--validation", "--no-fast")])
     p.add_argument("--profile", choices=PROFILES, default="quick",
                    help="quick: the 2012 recipe with fewer epochs, for a 2-core CPU (default); paper: the paper's "
                         "3,000 epochs and schedules. Neither is the paper's recipe unchanged: every departure is "
@@ -42,49 +42,32 @@ def parse_args(argv=None):
     p.add_argument("--stages", default="teacher,student,distilled",
                    help="comma-separated subset of teacher,student,distilled (default: all; 'distill' "
                         "is accepted for distilled). distilled without teacher reuses the teacher saved in --out")
-    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="override the number of epochs of every stage")
-    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the number of epochs of every stage")
+    p.add_argument("--train-size", type=positive_int, default=None,
                    help="use only the first N training images (smoke runs)")
-    p.add_argument("--seeds", type=POSITIVE_INT, default=1,
+    p.add_argument("--seeds", type=positive_int, default=1,
                    help="train the student and the distilled student with this many seeds "
                         "(--seed, --seed+1, ...); the teacher is trained once")
-    p.add_argument("--temperature", type=POSITIVE_FLOAT, default=20.0, help="distillation temperature T (default 20)")
-    p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
-                   help="weight of the hard-label cross-entropy in distillation (default: the profile's, "
-                        "1.0 for quick and paper, chosen on the validation split: docs/choices.md)")
-    p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0,
-                   help="weight of the T^2-scaled soft cross-entropy (default 1)")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None,
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="initial learning rate eps_0 for every stage (default: profile's, 1 for every stage except "
                         "the quick profile's teacher, 0.7; the paper says 10, public code used 1)")
-    p.add_argument("--lr-decay", type=DECAY_FACTOR, default=None,
+    p.add_argument("--lr-decay", type=decay_factor, default=None,
                    help="per-epoch factor of the learning rate for every stage, 0 < d <= 1 (default: profile's; quick "
                         "compresses the paper's 0.998^3000 fall into the stage's epochs)")
-    p.add_argument("--lr-warmup", type=NON_NEGATIVE_INT, default=None,
-                   help="epochs of linear learning-rate warm-up for the student and the distilled student "
-                        "(default: profile's)")
-    p.add_argument("--grad-bound", type=bound_or_none, default=None,
-                   help="the distilled stage's bound on each row's logit gradient (default: the profile's, 1: "
-                        "docs/stability.md), or 'none' for the paper's unbounded gradient")
-    p.add_argument("--max-norm", type=POSITIVE_FLOAT, default=15.0,
+    p.add_argument("--max-norm", type=positive_float, default=15.0,
                    help="the teacher's max-norm limit as the paper states it (default 15)")
     p.add_argument("--max-norm-on", choices=("squared", "length"), default="squared",
                    help="what --max-norm bounds: the squared length of each hidden unit's incoming weight "
                         "vector (default; length <= sqrt(15)) or the length itself")
-    p.add_argument("--validation", action="store_true",
-                   help="hold out the end of the training set and report errors on it instead of the "
-                        "test set (for choosing schedules without looking at the test set)")
     p.add_argument("--resume", action="store_true",
                    help="continue each stage from its checkpoint in --out (finished stages are reused)")
     p.add_argument("--overwrite", action="store_true",
                    help="train the chosen stages from scratch even where --out holds their checkpoints "
                         "(without it, or --resume, a run that would replace one stops before training)")
-    p.add_argument("--checkpoint-every", type=POSITIVE_INT, default=None,
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
                    help="epochs between checkpoints (default: 1 for quick, 10 for paper)")
-    p.add_argument("--eval-every", type=POSITIVE_INT, default=None,
+    p.add_argument("--eval-every", type=positive_int, default=None,
                    help="epochs between test evaluations (default: 1 for quick, 10 for paper)")
-    p.add_argument("--no-fast", action="store_true",
-                   help="use the readable reference step instead of the fused CPU step")
     args = p.parse_args(argv)
     stages = [STAGE_ALIASES.get(s.strip(), s.strip()) for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
@@ -141,11 +124,10 @@ def comparable_with_paper(dataset, eval_name, models=None, profile="quick"):
                for key, m in (models or {}).items())
 
 
-def print_table(models, eval_name, dataset="mnist", profile="quick"):
+def print_results(models, eval_name, dataset="mnist", profile="quick"):
     """The final table; the published columns only where comparable_with_paper."""
     published = comparable_with_paper(dataset, eval_name, models, profile)
-    head = ("model", f"{eval_name} errors", "error %") + (("paper", "seed repro") if published else ())
-    rows = [head]
+    rows = [("model", f"{eval_name} errors", "error %") + (("paper", "seed repro") if published else ())]
     n_eval = None
     for key, label in (("teacher", "teacher"), ("student", "student"), ("distilled", "distilled student")):
         if key not in models:
@@ -153,20 +135,11 @@ def print_table(models, eval_name, dataset="mnist", profile="quick"):
         m = models[key]
         n_eval = m["n_eval"]
         errs = m.get("test_errors_all_seeds", [m["test_errors"]])
-        shown = " / ".join(str(e) for e in errs)
-        pct = " / ".join(f"{100.0 * e / m['n_eval']:.2f}" for e in errs)
-        row = (label, shown, pct)
+        row = (label, " / ".join(str(e) for e in errs), " / ".join(f"{100.0 * e / m['n_eval']:.2f}" for e in errs))
         if published:
             row += (str(PAPER_TABLE[key]), str(SEED_REPRO_TABLE[key]))
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-    print(line)
-    for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if i == 0:
-            print(line)
-    print(line)
+    print_table(rows)
     if not published:
         where = f"{n_eval} {dataset} {eval_name} images" if n_eval is not None else f"{dataset} {eval_name} images"
         print(f"errors out of {where}; the paper's figures count errors on MNIST's 10,000 test images "
@@ -177,9 +150,7 @@ def print_table(models, eval_name, dataset="mnist", profile="quick"):
 def plot_curves(models, path, eval_name, dataset="mnist", profile="quick"):
     """Errors per epoch of each model (log scale); the paper's numbers as dashed
     lines only where comparable_with_paper."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     published = comparable_with_paper(dataset, eval_name, models, profile)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = {"teacher": "C0", "student": "C1", "distilled": "C2"}
@@ -194,34 +165,23 @@ def plot_curves(models, path, eval_name, dataset="mnist", profile="quick"):
     n_eval = next((m["n_eval"] for m in models.values() if "n_eval" in m), None)
     ax.set_ylabel(f"{eval_name} errors" + (f" (of {n_eval:,})" if n_eval else ""))
     ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"minikd: learning curves ({dataset})")
-    fig.tight_layout()
+    finish_axes(ax, f"minikd: learning curves ({dataset})")
     save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    xp = pick_backend_or_exit(args.backend)
-    dataset = load_data_or_exit(args)
-    with guarded_run(args.out, how_to_continue="rerun the same command with --resume to continue"):
-        return _run(args, argv, xp, dataset)
+    return run_command(args, lambda xp, dataset: _run(args, argv, xp, dataset),
+                       how_to_continue="rerun the same command with --resume to continue")
 
 
 def _run(args, argv, xp, dataset):
     out = Path(args.out)
-    cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
-                           image_shape=dataset.image_shape, epochs=args.epochs, seed=args.seed,
-                           temperature=args.temperature, hard_weight=args.hard_weight,
-                           soft_weight=args.soft_weight, lr=args.lr, lr_warmup=args.lr_warmup,
-                           lr_decay=args.lr_decay,
-                           max_norm=args.max_norm,
-                           max_norm_on=args.max_norm_on,
-                           jitter=2 if dataset.image_shape[0] >= 16 else 1)
-    if args.grad_bound is not None:
-        cfgs["distilled"] = replace(cfgs["distilled"], grad_bound=None if args.grad_bound == "none"
-                                    else args.grad_bound)
+    cfgs = stage_configs(args.profile, dataset, epochs=args.epochs, seed=args.seed, temperature=args.temperature,
+                         hard_weight=args.hard_weight, soft_weight=args.soft_weight, lr=args.lr,
+                         lr_warmup=args.lr_warmup, lr_decay=args.lr_decay, max_norm=args.max_norm,
+                         max_norm_on=args.max_norm_on)
+    cfgs["distilled"] = with_grad_bound(cfgs["distilled"], args.grad_bound)
     every = 10 if args.profile == "paper" else 1
     # Each stage's training images: --train-size, else the profile's (the demo's students: the first 2,000), else all.
     rows = {stage: args.train_size if args.train_size is not None else
@@ -297,7 +257,7 @@ def _run(args, argv, xp, dataset):
             write_json(results_path, results)
     except StageRunError as exc:
         fail(str(exc))
-    print_table(results["models"], arrays["eval_name"], dataset=dataset.name, profile=args.profile)
+    print_results(results["models"], arrays["eval_name"], dataset=dataset.name, profile=args.profile)
     plot_curves(results["models"], out / "learning_curves.png", arrays["eval_name"], dataset=dataset.name,
                 profile=args.profile)
     print(f"wall time of this run {results['wall_seconds_this_run'] / 60:.1f} min; results in {results_path}")

@@ -27,11 +27,10 @@ import numpy as np
 from ..engine.layers import ReLU
 from ..engine.losses import softmax
 from ..train import Trainer, predict_logits, teacher_soft_targets
-from .args import (NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, bound_or_none, fail,
-                   load_data_or_exit)
+from .args import (data_flags, fail, grad_bound_flags, load_data_or_exit, positive_float, positive_int,
+                   shared_flags, with_grad_bound)
 from .checkpoints import CheckpointError, load_teacher
-from .profiles import profile_configs
-from .stage import prepare_arrays
+from .stage import prepare_arrays, stage_configs
 
 
 def gradient_sizes(soft_logits, labels, cfg):
@@ -64,19 +63,15 @@ def dead_fractions(model, x):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, default_out="runs/stability")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[data_flags(default_out="runs/stability"), grad_bound_flags(),
+                                         shared_flags("--lr-warmup", "--validation")])
     p.add_argument("--teacher", required=True, help="teacher checkpoint (e.g. runs/reproduce/teacher.npz)")
-    p.add_argument("--train-size", type=POSITIVE_INT, default=None, help="use only the first N training images")
-    p.add_argument("--validation", action="store_true", help="evaluate on the held-out end of the training set")
-    p.add_argument("--profile-epochs", type=POSITIVE_INT, default=None,
+    p.add_argument("--train-size", type=positive_int, default=None, help="use only the first N training images")
+    p.add_argument("--profile-epochs", type=positive_int, default=None,
                    help="the quick profile compressed to this many epochs (its schedule), default 70")
-    p.add_argument("--epochs", type=POSITIVE_INT, default=4, help="epochs to trace (default 4)")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None, help="eps_0 (default: the profile's)")
-    p.add_argument("--lr-warmup", type=NON_NEGATIVE_INT, default=None,
-                   help="warm-up epochs (default: the profile's)")
-    p.add_argument("--grad-bound", type=bound_or_none, default=None, metavar="BOUND",
-                   help="bound on each row's logit gradient, a number > 0, or 'none' (default: the profile's)")
+    p.add_argument("--epochs", type=positive_int, default=4, help="epochs to trace (default 4)")
+    p.add_argument("--lr", type=positive_float, default=None, help="eps_0 (default: the profile's)")
     p.add_argument("--student", action="store_true", help="trace the plain student (hard labels) instead")
     return p.parse_args(argv)
 
@@ -90,15 +85,14 @@ def main(argv=None):
     except CheckpointError as exc:
         fail(str(exc))
     soft = teacher_soft_targets(teacher, arrays["x_train"])
-    cfgs = profile_configs("quick", n_features=dataset.n_features, n_classes=dataset.n_classes,
-                           image_shape=dataset.image_shape, epochs=args.profile_epochs, seed=args.seed)
+    cfgs = stage_configs("quick", dataset, epochs=args.profile_epochs, seed=args.seed)
     cfg = cfgs["student" if args.student else "distilled"]
     if args.lr is not None:
         cfg = replace(cfg, lr=args.lr)
     if args.lr_warmup is not None:
         cfg = replace(cfg, lr_warmup=args.lr_warmup)
-    if args.grad_bound is not None and not args.student:
-        cfg = replace(cfg, grad_bound=None if args.grad_bound == "none" else args.grad_bound)
+    if not args.student:
+        cfg = with_grad_bound(cfg, args.grad_bound)
     g = gradient_sizes(soft, arrays["y_train"], cfgs["distilled"])
     print(f"inputs: mean pixel {float(arrays['x_train'].mean()):.3f}, "
           f"mean ||x|| {float(np.linalg.norm(arrays['x_train'], axis=1).mean()):.2f}")

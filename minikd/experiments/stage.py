@@ -1,5 +1,6 @@
-"""Running one training stage for a command: the data on the device, a progress
-bar, checkpoints and resume.
+"""The runner: a command's backend, data and locked output folder
+(``run_command``), and in them one training stage at a time (``run_stage``: the
+data on the device, a progress bar, checkpoints and resume).
 
 A stage's key is its name: ``teacher``, ``student`` or ``distilled`` -- the
 same word in StageConfig.name, ``--stages``, the checkpoint's file name and
@@ -17,7 +18,10 @@ import numpy as np
 from ..data import to_float, train_val_split
 from ..engine.backend import to_device, to_host
 from ..train import DivergenceError, StageConfig, Trainer, count_test_errors
+from .args import load_data_or_exit, pick_backend_or_exit
 from .checkpoints import CheckpointError, check_compatible, load_into, read_checkpoint, save_checkpoint
+from .outdir import guarded_run
+from .profiles import profile_configs
 
 
 STAGES = ("teacher", "student", "distilled")
@@ -26,6 +30,32 @@ STAGE_ALIASES = {"distill": "distilled"}  # the name the distilled stage had on 
 
 class StageRunError(RuntimeError):
     """A stage cannot run or stopped (message is for the user)."""
+
+
+def run_command(args, body, *, how_to_continue, check=None):
+    """What every training command does around its own work, ``body(xp, dataset)``.
+
+    The backend (--backend) and the data (--dataset, --data-dir) are set up
+    first, and a failure stops the command with one line; then ``check(dataset)``
+    if given (refusals that need the data, before --out is touched); then the
+    body runs inside ``outdir.guarded_run`` -- --out checked and locked, a
+    clean stop on Ctrl-C or SIGTERM that prints ``how_to_continue``. Returns
+    what the body returns (the exit status).
+    """
+    xp = pick_backend_or_exit(args.backend)
+    dataset = load_data_or_exit(args)
+    if check is not None:
+        check(dataset)
+    with guarded_run(args.out, how_to_continue=how_to_continue):
+        return body(xp, dataset)
+
+
+def stage_configs(profile, dataset, **overrides):
+    """``profiles.profile_configs`` for ``dataset``'s shapes, the teacher's jitter sized to its
+    images (2 pixels on MNIST's 28x28, 1 on the 8x8 digits)."""
+    return profile_configs(profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
+                           image_shape=dataset.image_shape, jitter=2 if dataset.image_shape[0] >= 16 else 1,
+                           **overrides)
 
 
 def training_subset(dataset, train_size=None):

@@ -11,7 +11,6 @@ when a grid is run, and a missing install gets one sentence saying what to do.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, replace
 
@@ -42,12 +41,6 @@ def parse_list(text, kind, flag):
     if len(set(items)) != len(items):
         raise ValueError(f"{flag} {text!r} repeats a value")
     return items
-
-
-def array_fingerprint(a):
-    """Short sha256 of an array's bytes (identifies the teacher's soft targets)."""
-    a = np.ascontiguousarray(a)
-    return hashlib.sha256(a.tobytes() + str(a.shape).encode()).hexdigest()[:16]
 
 
 def run_cell(payload, settings, cell):

@@ -37,31 +37,26 @@ sweep.png (errors against T, one line per width), cells/ (one file per run).
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
-import io
 import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-
 from ..data import to_float
 from ..engine.backend import to_host
-from ..train import count_test_errors, teacher_soft_targets
-from .args import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, add_common_args, bound_or_none,
-                   check_float_list, check_int_list, check_loss_weights, fail, guarded_run, load_data_or_exit,
-                   pick_backend_or_exit)
-from .checkpoints import CheckpointError, atomic_write_text, load_teacher
-from .profiles import distill_config as _distill_config, profile_configs
-from .results import environment_info, save_figure, write_json
-from .stage import StageRunError, run_meta, run_stage, training_subset
-from .sweep import (DASK_HINT, Cell, DaskMissing, SchedulerError, array_fingerprint, check_high_width_claim,
-                    check_low_width_claim, parse_list, run_cell, run_grid, start_client, summarize_cells)
+from ..train import teacher_soft_targets
+from .args import (check_float_list, check_int_list, check_loss_weights, data_flags, fail, grad_bound_flags,
+                   loss_flags, positive_int)
+from .report import finish_axes, print_table, pyplot, save_figure, write_csv, write_json
+from .results import environment_info, soft_targets_sha256
+from .section3 import section3_configs, section3_flags, section3_teacher
+from .stage import run_command, run_meta, training_subset
+from .sweep import (DASK_HINT, Cell, DaskMissing, SchedulerError, check_high_width_claim, check_low_width_claim,
+                    parse_list, run_cell, run_grid, start_client, summarize_cells)
 
 GRIDS = {  # profile -> (temperatures, widths, seeds)
     "quick": ("1,2,3,4,6,8,12,20,30", "30,300", 2),
@@ -70,42 +65,27 @@ GRIDS = {  # profile -> (temperatures, widths, seeds)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, default_out="runs/temperature_sweep")
-    p.add_argument("--profile", choices=("quick", "paper"), default="quick",
-                   help="quick (default): 40 epochs per student, widths 30,300, 2 seeds; paper: 3,000 "
-                        "epochs per student, widths 30,300,800, 3 seeds")
+    profile_help = ("quick (default): 40 epochs per student, widths 30,300, 2 seeds; paper: 3,000 epochs per "
+                    "student, widths 30,300,800, 3 seeds")
+    why = ("; reproduce.py uses the profile's bound, but the bound acts on the row's whole gradient, whose size "
+           "depends on T, so it would confound the temperature-against-width claims this sweep tests")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[data_flags(default_out="runs/temperature_sweep"),
+                                         section3_flags(profile_help=profile_help), loss_flags(temperature=False),
+                                         grad_bound_flags(default="none", why=why)])
     p.add_argument("--temperatures", default=None, help="comma-separated T values (default 1,2,3,4,6,8,12,20,30)")
     p.add_argument("--widths", default=None, help="hidden units per layer, comma-separated (default: profile's)")
-    p.add_argument("--seeds", type=POSITIVE_INT, default=None,
+    p.add_argument("--seeds", type=positive_int, default=None,
                    help="students per (T, width): seeds --seed, --seed+1, ... (default: profile's, 2 / 3)")
-    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="epochs per student (default: 40 / 3,000)")
-    p.add_argument("--teacher", default=None, metavar="PATH",
-                   help="teacher checkpoint, e.g. runs/reproduce/teacher.npz (default: train one and save it "
-                        "as OUT/teacher.npz)")
-    p.add_argument("--teacher-epochs", type=POSITIVE_INT, default=None,
-                   help="epochs of a teacher trained here (default: the profile's, 150 / 3,000)")
-    p.add_argument("--teacher-width", type=POSITIVE_INT, default=1200,
-                   help="hidden units per layer of a teacher trained here (default 1200)")
-    p.add_argument("--hard-weight", type=NON_NEGATIVE_FLOAT, default=None,
-                   help="weight of the hard-label term (default: the profile's, 1)")
-    p.add_argument("--soft-weight", type=NON_NEGATIVE_FLOAT, default=1.0, help="weight of the T^2-scaled soft term")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=None, help="initial learning rate eps_0 (default: the profile's)")
-    p.add_argument("--grad-bound", type=bound_or_none, default="none", metavar="BOUND",
-                   help="bound on each student row's logit gradient, a number > 0, or 'none' (default none, "
-                        "where reproduce.py uses the profile's bound: the bound acts on the row's whole "
-                        "gradient, whose size depends on T, so it would confound the temperature-against-width "
-                        "claims this sweep tests)")
-    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
+    p.add_argument("--train-size", type=positive_int, default=None,
                    help="use only the first N training images (smoke runs)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: start a "
                         "LocalCluster here)")
-    p.add_argument("--workers", type=POSITIVE_INT, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="LocalCluster workers, one thread each (default: the number of CPU cores)")
     p.add_argument("--no-processes", action="store_true",
                    help="LocalCluster workers as threads inside this process (light; for tests and tiny grids)")
-    p.add_argument("--no-fast", action="store_true", help="use the reference step instead of the fused one")
     args = p.parse_args(argv)
     temps, widths, seeds = GRIDS[args.profile]
     try:
@@ -151,9 +131,9 @@ def load_finished(out, cells, fingerprint):
 
 
 # --------------------------------------------------------------------------- output
-def print_table(rows, temperatures, widths):
-    head = ["width \\ T"] + [f"{t:g}" for t in temperatures]
-    lines = [head]
+def grid_rows(rows, temperatures, widths):
+    """The table's rows: a width per row, a T per column, mean (± s.d.) errors, * at the best T."""
+    lines = [["width \\ T"] + [f"{t:g}" for t in temperatures]]
     for w in widths:
         mine = {r["temperature"]: r for r in rows if r["width"] == w}
         best = min((r["mean"] for r in mine.values()), default=None)
@@ -168,33 +148,22 @@ def print_table(rows, temperatures, widths):
                 s += f"±{r['std']:.1f}"
             cells.append(s + ("*" if r["mean"] == best else ""))
         lines.append([str(w)] + cells)
-    widths_ = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    rule = "  ".join("-" * w for w in widths_)
-    print(rule)
-    for i, line in enumerate(lines):
-        print("  ".join(c.rjust(w) for c, w in zip(line, widths_)))
-        if i == 0:
-            print(rule)
-    print(rule)
+    return lines
 
 
-def write_csv(path, rows):
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["width", "temperature", "n_seeds", "mean_errors", "std_errors", "min_errors", "max_errors",
-                "mean_error_pct", "errors_by_seed", "seeds", "n_test"])
-    for r in rows:
-        w.writerow([r["width"], f"{r['temperature']:g}", r["n_seeds"], f"{r['mean']:.2f}",
-                    "" if r["std"] is None else f"{r['std']:.2f}", int(r["min"]), int(r["max"]),
-                    f"{100 * r['mean'] / r['n_test']:.3f}", ";".join(map(str, r["errors"])),
-                    ";".join(map(str, r["seeds"])), r["n_test"]])
-    atomic_write_text(path, buf.getvalue())
+CSV_HEADER = ["width", "temperature", "n_seeds", "mean_errors", "std_errors", "min_errors", "max_errors",
+              "mean_error_pct", "errors_by_seed", "seeds", "n_test"]
+
+
+def csv_rows(rows):
+    return [[r["width"], f"{r['temperature']:g}", r["n_seeds"], f"{r['mean']:.2f}",
+             "" if r["std"] is None else f"{r['std']:.2f}", int(r["min"]), int(r["max"]),
+             f"{100 * r['mean'] / r['n_test']:.3f}", ";".join(map(str, r["errors"])),
+             ";".join(map(str, r["seeds"])), r["n_test"]] for r in rows]
 
 
 def plot(rows, widths, path, n_test):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     ax.axvspan(2.5, 4.0, color="0.92", zorder=0, label="paper: best band for 30 units")
     ax.axvline(8, color="0.6", ls=":", lw=1, label="paper: T >= 8 similar for >= 300 units")
@@ -214,10 +183,7 @@ def plot(rows, widths, path, n_test):
     ax.set_xticklabels([f"{t:g}" for t in sorted({r["temperature"] for r in rows})])
     ax.set_xlabel("distillation temperature T")
     ax.set_ylabel(f"test errors (of {n_test})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("distilled student: test errors against temperature")
-    fig.tight_layout()
+    finish_axes(ax, "distilled student: test errors against temperature")
     save_figure(fig, path, dpi=110)
 
 
@@ -226,11 +192,9 @@ def main(argv=None):
     args = parse_args(argv)
     if importlib.util.find_spec("distributed") is None:
         fail(DASK_HINT)
-    xp = pick_backend_or_exit(args.backend)
-    dataset = load_data_or_exit(args)
-    with guarded_run(args.out, how_to_continue="rerun the same command to continue (finished cells in "
-                                               "--out/cells are skipped)"):
-        return _run(args, argv, xp, dataset)
+    return run_command(args, lambda xp, dataset: _run(args, argv, xp, dataset),
+                       how_to_continue="rerun the same command to continue (finished cells in --out/cells "
+                                       "are skipped)")
 
 
 def _run(args, argv, xp, dataset):
@@ -241,43 +205,24 @@ def _run(args, argv, xp, dataset):
         x_tr, y_tr = training_subset(dataset, args.train_size)
     except ValueError as exc:
         fail(str(exc))
-    cfgs = profile_configs(args.profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
-                           image_shape=dataset.image_shape, seed=args.seed, hard_weight=args.hard_weight,
-                           soft_weight=args.soft_weight, lr=args.lr,
-                           jitter=2 if dataset.image_shape[0] >= 16 else 1)
-    d, c = dataset.n_features, dataset.n_classes
-    cfgs["teacher"] = replace(cfgs["teacher"], sizes=(d, args.teacher_width, args.teacher_width, c),
-                              epochs=args.teacher_epochs or cfgs["teacher"].epochs)
-    distill = _distill_config(args, dataset, cfgs)
-    distill = replace(distill, grad_bound=None if args.grad_bound == "none" else args.grad_bound)
+    cfgs, distill = section3_configs(args, dataset)
 
     # The teacher (loaded, or trained here on the whole training set) and its
     # soft targets for every training image, computed once.
     x_train, x_test = to_float(x_tr, xp), to_float(dataset.x_test, xp)
     y_train = xp.asarray(np.asarray(y_tr, dtype=np.int32))
     y_test = xp.asarray(np.asarray(dataset.y_test, dtype=np.int32))
-    try:
-        if args.teacher:
-            teacher, teacher_info = load_teacher(args.teacher, xp, dataset=dataset)
-        else:
-            every = 10 if args.profile == "quick" else 50
-            arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
-                      "eval_name": "test", "n_train": len(y_tr), "n_eval": len(dataset.y_test)}
-            meta = run_meta(dataset, train_size=args.train_size, validation=False)
-            trainer, entry = run_stage(cfgs["teacher"], arrays, xp, out=out, meta=meta, resume=True,
-                                       fast=not args.no_fast, checkpoint_every=every, eval_every=every)
-            teacher = trainer.model
-            teacher_info = {"path": entry["checkpoint"], "sizes": list(cfgs["teacher"].sizes),
-                            "epochs_done": entry["epochs"], "meta": meta}
-    except (CheckpointError, StageRunError) as exc:
-        fail(str(exc))
-    teacher_info["test_errors"] = int(to_host(count_test_errors(teacher, x_test, y_test)))
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+              "eval_name": "test", "n_train": len(y_tr), "n_eval": len(dataset.y_test)}
+    meta = run_meta(dataset, train_size=args.train_size, validation=False)
+    teacher, teacher_info = section3_teacher(args, cfgs["teacher"], arrays, xp, dataset, out=out, meta=meta,
+                                             test=(x_test, y_test))
     soft = to_host(teacher_soft_targets(teacher, x_train)).astype(np.float32)
-    del x_train, x_test, teacher
+    del x_train, x_test, teacher, arrays
 
     # What makes a finished cell reusable: everything but its own T, width and seed.
     fingerprint = {"dataset": dataset.name, "train_size": args.train_size,
-                   "teacher_soft_targets": array_fingerprint(soft),
+                   "teacher_soft_targets": soft_targets_sha256(soft),
                    **{k: v for k, v in distill.to_dict().items() if k not in ("sizes", "temperature", "seed")}}
     cells = [Cell(t, w, args.seed + i) for w in args.widths for t in args.temperatures for i in range(args.seeds)]
     results = load_finished(out, cells, fingerprint)
@@ -340,13 +285,13 @@ def _run(args, argv, xp, dataset):
         "wall_seconds": time.time() - t_start, "environment": environment_info(xp),
     }
     write_json(out / "results.json", summary)
-    write_csv(out / "sweep.csv", rows)
+    write_csv(out / "sweep.csv", CSV_HEADER, csv_rows(rows))
     if rows:
         plot(rows, args.widths, out / "sweep.png", n_test)
 
     print(f"\nteacher {'-'.join(map(str, teacher_info['sizes']))}: {teacher_info['test_errors']} test errors; "
           f"distilled students' test errors (of {n_test}), mean±s.d. over seeds, * = best T per width:")
-    print_table(rows, args.temperatures, args.widths)
+    print_table(grid_rows(rows, args.temperatures, args.widths), align=">")
     print("\nthe paper's claims in these runs:")
     for v in claims:
         print(f"  claim: {v['claim']}\n    -> {v['verdict'].upper()}: {v['detail']}")

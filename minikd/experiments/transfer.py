@@ -141,3 +141,30 @@ def shift_report(logits, labels, classes, shift, focus):
             "n_focus": int(np.isin(y, list(focus)).sum()),
             "predicted_focus": int(np.isin(z.argmax(axis=1), list(focus)).sum()),
             "per_class": per.tolist()}
+
+
+def shift_grid_curve(curve, lo, hi, n=401):
+    s = np.linspace(lo, hi, n)
+    return {"shifts": s.round(4).tolist(), "error_rate": (curve.errors_at(s) / curve.n).round(5).tolist()}
+
+
+def analyse(spec, val_logits, y_val, test_logits, y_test):
+    """Bias shifts chosen on validation (honest), best on test (information),
+    the paper's; test errors at each, overall, on the focus classes, per class."""
+    shifted, focus = spec["shifted"], spec["focus"]
+    val_curve = ShiftCurve.fit(val_logits, y_val, shifted)
+    test_curve = ShiftCurve.fit(test_logits, y_test, shifted)
+    s_val, _ = val_curve.best()
+    s_test, _ = test_curve.best()
+    test = {"none": shift_report(test_logits, y_test, shifted, 0.0, focus),
+            "validation": shift_report(test_logits, y_test, shifted, s_val, focus),
+            "test_optimal": shift_report(test_logits, y_test, shifted, s_test, focus)}
+    if spec["paper"]:
+        test["paper_shift"] = shift_report(test_logits, y_test, shifted, spec["paper"]["shift"], focus)
+    span = max(10.0, 1.5 * abs(s_val), 1.5 * abs(s_test), 1.5 * abs(spec["paper"]["shift"]) if spec["paper"] else 0)
+    return {"shift_validation": s_val, "shift_test_optimal": s_test,
+            "validation": {"none": shift_report(val_logits, y_val, shifted, 0.0, focus),
+                           "chosen": shift_report(val_logits, y_val, shifted, s_val, focus)},
+            "test": test,
+            "curves": {"validation": shift_grid_curve(val_curve, -span, span),
+                       "test": shift_grid_curve(test_curve, -span, span)}}

@@ -14,9 +14,9 @@ import pytest
 
 from minikd.data import load_dataset
 from minikd.data.mnist import MNIST_FILES
-from minikd.experiments import args as common
+from minikd.experiments import outdir
 from minikd.experiments import checkpoints, mythical_digit, reproduce, stage
-from minikd.experiments.results import write_json
+from minikd.experiments.report import write_json
 from minikd.experiments.variants import idx_bytes
 from minikd.train import Trainer
 
@@ -247,32 +247,32 @@ def test_distilled_alone_uses_a_copied_teacher_without_flags(good_checkpoint, tm
 def test_a_second_run_on_the_same_out_is_refused(tmp_path, capsys, monkeypatch):
     out = tmp_path / "busy"
     out.mkdir()
-    held = common.lock_out_dir(out)
+    held = outdir.lock_out_dir(out)
     try:
         _no_training(monkeypatch)
         code, err = run(reproduce, [*STUDENT1, "--out", str(out)], capsys)
         assert code == 1 and "in use by another run" in last_line(err) and f"pid {os.getpid()}" in last_line(err)
     finally:
         held.close()
-    common.lock_out_dir(out).close()  # close() released it
+    outdir.lock_out_dir(out).close()  # close() released it
 
 
 def test_a_killed_run_does_not_leave_the_folder_locked(tmp_path):
     """The lock is the OS's (filelock: flock here), dropped when its holder dies, even by SIGKILL."""
     out = tmp_path / "k"
     out.mkdir()
-    code = ("import sys, time; from minikd.experiments.args import lock_out_dir; "
+    code = ("import sys, time; from minikd.experiments.outdir import lock_out_dir; "
             f"f = lock_out_dir({str(out)!r}); print('locked', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(common.OutError, match=f"in use by another run \\(pid {proc.pid}\\)"):
-            common.lock_out_dir(out)
+        with pytest.raises(outdir.OutError, match=f"in use by another run \\(pid {proc.pid}\\)"):
+            outdir.lock_out_dir(out)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    common.lock_out_dir(out).close()  # SIGKILL released it
+    outdir.lock_out_dir(out).close()  # SIGKILL released it
 
 
 # Stale temporaries: what checkpoints.atomic_write_bytes leaves when killed mid-write
@@ -313,7 +313,7 @@ def test_the_cleanup_looks_only_where_minikd_writes(tmp_path, monkeypatch):
             listed.add(Path(path).relative_to(tmp_path).as_posix())
             return real(path)
         monkeypatch.setattr(os, name, spy)
-    assert common.remove_stale_temporaries(tmp_path) == []
+    assert outdir.remove_stale_temporaries(tmp_path) == []
     assert all((tmp_path / n).exists() for n in deep)
     assert sorted(listed) == [".", "cells", "omit3"]   # not a/, not project/, nothing deeper
 
@@ -324,8 +324,8 @@ def test_written_by_minikd_names_exactly_minikds_files():
             "cells/T2.5_w30_s1.json", ".minikd.lock", ".minikd.pid"]
     other = ["session", "draft", "project/results.json", "omit3/results.json", "cells/notes.json",
              "omit3/x/distilled_seed0.npz", "teacher.npz/x", "notes.txt"]
-    assert [p for p in mine if not common.written_by_minikd(p)] == []
-    assert [p for p in other if common.written_by_minikd(p)] == []
+    assert [p for p in mine if not outdir.written_by_minikd(p)] == []
+    assert [p for p in other if outdir.written_by_minikd(p)] == []
 
 
 @pytest.mark.parametrize("mask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

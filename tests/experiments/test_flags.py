@@ -93,7 +93,8 @@ def test_edge_values_inside_the_range_are_accepted():
     assert bench.parse_args(["--warmup", "0", "--settle", "0"]).warmup == 0
 
 
-def grad_bound_type(module):
+def parser_of(module):
+    """The ArgumentParser a command's parse_args (agreement: main) builds, caught before it parses."""
     parsers = []
 
     def capture(self, *a, **k):
@@ -103,8 +104,12 @@ def grad_bound_type(module):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(argparse.ArgumentParser, "parse_args", capture)
         with pytest.raises(_Captured):
-            module.parse_args([])
-    [action] = [a for a in parsers[0]._actions if "--grad-bound" in a.option_strings]
+            (module.main if module is agreement else module.parse_args)([])
+    return parsers[0]
+
+
+def grad_bound_type(module):
+    [action] = [a for a in parser_of(module)._actions if "--grad-bound" in a.option_strings]
     return action.type
 
 
@@ -133,23 +138,31 @@ class _Captured(Exception):
 
 @pytest.mark.parametrize("module", [reproduce, bench, mythical_digit, temperature_sweep, stability, agreement],
                          ids=lambda m: m.__name__.rsplit(".", 1)[-1])
-def test_no_numeric_flag_is_left_unchecked(module, monkeypatch):
+def test_no_numeric_flag_is_left_unchecked(module):
     """Every flag of type int or float goes through args.number: a new flag
     added with a bare type=float fails here."""
-    parsers = []
-
-    def capture(self, *a, **k):
-        parsers.append(self)
-        raise _Captured
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
-    with pytest.raises(_Captured):
-        (module.main if module is agreement else module.parse_args)([])
-    numeric = [a for a in parsers[0]._actions if a.type is not None and a.type not in (str,)]
+    numeric = [a for a in parser_of(module)._actions if a.type is not None and a.type not in (str,)]
     bare = [a.option_strings for a in numeric if not hasattr(a.type, "allowed")]
     assert not bare, f"unchecked numeric flags: {bare}"
     if module is not agreement:
         assert numeric  # every experiment has numeric flags, and they were found
+
+
+#: Flags that are each command's own: its folder, its budget, its grid, its teacher. Any other
+#: flag two commands take is one flag (args.py's groups): the same type, default, choices and help.
+OWN = {"--out", "--epochs", "--seeds", "--lr", "--train-size", "--grad-bound", "--profile", "--teacher"}
+
+
+def test_a_flag_that_commands_share_is_one_flag():
+    uses = {}
+    for module in (reproduce, bench, mythical_digit, temperature_sweep, stability):
+        for a in parser_of(module)._actions:
+            for flag in set(a.option_strings) - OWN - {"-h", "--help"}:
+                uses.setdefault(flag, {})[module.__name__] = (a.type, a.default, a.choices, a.help)
+    shared = {flag: by for flag, by in uses.items() if len(by) > 1}
+    assert {"--backend", "--hard-weight", "--teacher-width", "--no-fast"} <= set(shared)
+    differ = {flag: by for flag, by in shared.items() if len(set(by.values())) > 1}
+    assert not differ, f"flags declared more than once, differently: {differ}"
 
 
 def test_number_helper_states_the_range():
@@ -159,7 +172,7 @@ def test_number_helper_states_the_range():
         with pytest.raises(argparse.ArgumentTypeError, match=r"must be a finite number > 0 and <= 1"):
             parse(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
-        common.POSITIVE_INT("2.5")
+        common.positive_int("2.5")
     assert common.bound_or_none("2") == 2.0 and common.bound_or_none("NONE") == "none"
     with pytest.raises(argparse.ArgumentTypeError, match=r"must be a finite number > 0, or none"):
         common.bound_or_none("0")

@@ -1,6 +1,7 @@
 """The mythical-digit experiment: transfer-set filtering and bias-shift
 correction on hand-made inputs whose right answers are obvious, then the whole
 script on scikit-learn's digits (seconds)."""
+import hashlib
 import json
 import os
 import subprocess
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
-from minikd.experiments.checkpoints import CheckpointError, load_teacher
+import minikd
+from minikd.data import load_dataset, train_val_split
+from minikd.experiments.checkpoints import CheckpointError, load_teacher, read_checkpoint
 from minikd.experiments.stats import wilson_interval
 from minikd.experiments.transfer import (ShiftCurve, apply_bias_shift, best_bias_shift, class_counts,
                                          filter_transfer_set, per_class_errors, shift_report)
@@ -191,6 +195,15 @@ def test_script_end_to_end_on_digits(tmp_path):
     csv_lines = (out / "mythical_digit.csv").read_text().splitlines()
     assert csv_lines[0].startswith("experiment,seed,shift_chosen_on,shift") and len(csv_lines) == 1 + 2 * 2 * 4
     assert (out / "teacher.npz").exists() and (out / "omit3" / "distilled_seed1.npz").exists()
+
+    # Each student names its teacher by the full SHA-256 (64 hex digits) of the float32 logits it
+    # learned from: the teacher's on the training split -- the same name reproduce.py gives.
+    digits = load_dataset("digits")
+    train_rows = train_val_split(len(digits.y_train))[0]
+    with threadpool_limits(limits=1, user_api="blas"):   # as the script ran (ENV): float32 sums follow the threads
+        logits = minikd.load(out / "teacher.npz").logits(digits.x_train[train_rows])
+    named = read_checkpoint(out / "omit3" / "distilled_seed0.npz")[0]["config"]["extra"]["teacher_soft_targets"]
+    assert named == hashlib.sha256(np.ascontiguousarray(logits, dtype=np.float32).tobytes()).hexdigest()
 
     # A rerun reuses every finished model and gives the same numbers.
     again = run_script(*SMALL, "--out", str(out))

@@ -1,7 +1,7 @@
 """What the commands write in --out, and the distilled stage's --grad-bound of the
 section-3 scripts (issue 23, items 4 and 7).
 
-args.OUT_FILES is the one list of the files minikd writes in --out; the cleanup
+outdir.OUT_FILES is the one list of the files minikd writes in --out; the cleanup
 of stale temporaries trusts it, so each command is run here once (on digits, an
 epoch or two of tiny networks) and must write nothing the list does not name.
 The same runs show that --grad-bound reaches the config each student trains
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from minikd.experiments import args as common
+from minikd.experiments import outdir
 from minikd.experiments import mythical_digit, reproduce, temperature_sweep
 from minikd.experiments.checkpoints import read_checkpoint
 from minikd.experiments.profiles import profile_configs
@@ -34,9 +34,9 @@ def run(module, argv, capsys):
 
 
 def files_not_listed(out):
-    """Every file under ``out`` that args.OUT_FILES does not name."""
+    """Every file under ``out`` that outdir.OUT_FILES does not name."""
     return [p.relative_to(out).as_posix() for p in sorted(Path(out).rglob("*"))
-            if p.is_file() and not common.written_by_minikd(p.relative_to(out).as_posix())]
+            if p.is_file() and not outdir.written_by_minikd(p.relative_to(out).as_posix())]
 
 
 def profile_bound():

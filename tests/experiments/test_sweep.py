@@ -1,6 +1,7 @@
 """The temperature sweep: grid plumbing, the statistics behind the verdicts,
 the Dask runner (a failed cell loses nothing else), and the script on a 2x2
 grid through a real LocalCluster, rerun to show finished cells are skipped."""
+import hashlib
 import importlib.util
 import json
 import os
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
+import minikd
+from minikd.data import load_dataset
 from minikd.experiments.stats import seed_noise, tukey_hsd
 from minikd.experiments.sweep import (Cell, DaskMissing, check_high_width_claim, check_low_width_claim, parse_list,
                                       start_client, summarize_cells)
@@ -167,6 +171,12 @@ def test_sweep_2x2_on_a_local_cluster_then_rerun_skips_finished_cells(tmp_path):
     assert csv_lines[0].startswith("width,temperature,n_seeds,mean_errors") and len(csv_lines) == 5
     assert (out / "sweep.png").stat().st_size > 10_000
     assert "claim:" in first.stdout and "NOT TESTED" in first.stdout
+    # Every cell names its teacher by the full SHA-256 (64 hex digits) of the float32 logits it
+    # learned from, the teacher's on every training image -- the same name reproduce.py gives.
+    with threadpool_limits(limits=1, user_api="blas"):   # as the script ran (ENV): float32 sums follow the threads
+        logits = minikd.load(out / "teacher.npz").logits(load_dataset("digits").x_train)
+    named = {json.loads(c.read_text())["settings"]["teacher_soft_targets"] for c in cells}
+    assert named == {hashlib.sha256(np.ascontiguousarray(logits, dtype=np.float32).tobytes()).hexdigest()}
 
     # Rerun: every cell is on disk, nothing is trained, no cluster is started.
     again = run_script(*SMALL, "--out", str(out))
