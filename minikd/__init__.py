@@ -30,7 +30,7 @@ from .engine.layers import Dense, Dropout, ReLU, Sequential, mlp
 from .engine.losses import cross_entropy, distillation_loss, log_softmax, softmax
 from .engine.optim import MomentumSGD
 from .experiments.checkpoints import CheckpointError
-from .train import StageConfig, Trainer, teacher_soft_targets
+from .train import StageConfig, Trainer, teacher_logits
 
 __all__ = [
     "__version__",
@@ -43,5 +43,5 @@ __all__ = [
     "cross_entropy", "distillation_loss", "softmax", "log_softmax",
     "MomentumSGD",
     # training
-    "StageConfig", "Trainer", "teacher_soft_targets",
+    "StageConfig", "Trainer", "teacher_logits",
 ]

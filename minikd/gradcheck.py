@@ -69,7 +69,7 @@ def rows(seed=0):
     out = []
 
     def layer_row(what, layer, x):
-        errors = layer_errors(layer, x, rng=rng, eps=LAYER_H)
+        errors = layer_errors(layer, x, rng=rng, h=LAYER_H)
         out.append((what, f"x {x.shape}", max(errors.values()), LAYER_H))
 
     layer_row("Dense 6->5", Dense(6, 5, rng=gen, dtype="float64", init_std=1.0), rng.standard_normal((4, 6)))
@@ -90,10 +90,10 @@ def rows(seed=0):
     n, c = 6, 5
     labels = rng.integers(0, c, size=n)
     out.append(("cross-entropy", f"z ({n}, {c})",
-                loss_error(lambda z: cross_entropy(z, labels), rng.standard_normal((n, c)) * 3, eps=LOSS_H),
+                loss_error(lambda z: cross_entropy(z, labels), rng.standard_normal((n, c)) * 3, h=LOSS_H),
                 LOSS_H))
     for what, size, fn, z in distillation_cases(np.random.default_rng((seed, 1)), n, c):
-        out.append((what, size, loss_error(fn, z, eps=DISTILLATION_H), DISTILLATION_H))
+        out.append((what, size, loss_error(fn, z, h=DISTILLATION_H), DISTILLATION_H))
     return out
 
 
@@ -103,7 +103,7 @@ def sweep_h(seed=0, steps=SWEEP_H):
     out = []
     for what, size, fn, z in distillation_cases(np.random.default_rng((seed, 1))):
         loss, dz = fn(z)
-        errs = {h: loss_error(fn, z, eps=h) for h in steps}
+        errs = {h: loss_error(fn, z, h=h) for h in steps}
         out.append((what, size, abs(float(loss)), float(np.abs(dz).max()), errs))
     return out
 
@@ -136,10 +136,10 @@ def main(argv=None):
     s = max(len(r[1]) for r in table)
     print(f"{'check'.ljust(w)}  {'shape'.ljust(s)}  {'max rel. error':>14}  {'h':>6}  {'tolerance':>9}  result")
     failed = 0
-    for what, shape, err, eps in table:
+    for what, shape, err, h in table:
         ok = err <= TOLERANCE
         failed += not ok
-        print(f"{what.ljust(w)}  {shape.ljust(s)}  {err:14.2e}  {eps:6.0e}  {TOLERANCE:9.0e}  "
+        print(f"{what.ljust(w)}  {shape.ljust(s)}  {err:14.2e}  {h:6.0e}  {TOLERANCE:9.0e}  "
               f"{'pass' if ok else 'FAIL'}")
     print(f"{len(table) - failed} passed, {failed} failed  (float64 central differences, "
           f"{time.perf_counter() - t0:.1f} s)")

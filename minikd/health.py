@@ -47,6 +47,19 @@ from .engine.backend import get_xp, to_device, to_host
 from .engine.layers import ReLU
 
 
+def relu_alive(model, x):
+    """Run ``model`` in eval mode on the rows x; returns (its output, a list with one 0-d device
+    array per hidden ReLU: the share of that layer's units that are > 0 for at least one row).
+    A unit that is 0 for every row is dead on x: nothing it feeds depends on x, and no gradient
+    passes it back."""
+    h, alive = x, []
+    for layer in model.layers:
+        h = layer.forward(h, train=False)
+        if isinstance(layer, ReLU):
+            alive.append((h > 0).any(axis=0).mean())
+    return h, alive
+
+
 class DivergenceError(RuntimeError):
     """The network stopped learning or never learned: its loss became NaN or
     infinite or grew by an order of magnitude, a hidden layer died, or at the
@@ -90,21 +103,17 @@ class HealthCheck:
         """(fraction of units alive in the least alive hidden layer, the most predicted class's count,
         errors) on the probe rows, as one (3,) device array. A unit is alive if it is > 0 for some row."""
         xp = get_xp(self.x)
-        h, alive = self.x, []
-        for layer in model.layers:
-            h = layer.forward(h, train=False)
-            if isinstance(layer, ReLU):
-                alive.append((h > 0).any(axis=0).mean())
+        h, alive = relu_alive(model, self.x)
         pred = h.argmax(axis=1)
         least = xp.stack(alive).min() if alive else xp.ones((), dtype=h.dtype)
         return xp.stack([least.astype(h.dtype), self._counts(pred).max().astype(h.dtype),
                          (pred != self.y).sum().astype(h.dtype)])
 
-    def check(self, model, epoch, loss, eps, *, last=False):
+    def check(self, model, epoch, loss, lr, *, last=False):
         """Raise DivergenceError naming what went wrong at ``epoch`` (0-based); ``last``: the stage's last
         epoch, where the probe's predictions must also be better than chance and not collapsed."""
         where = f"{self.name}: at epoch {epoch + 1}"
-        advice = (f"the step size ({eps:g}) is probably too large for this data -- try a lower --lr "
+        advice = (f"the step size ({lr:g}) is probably too large for this data -- try a lower --lr "
                   f"(e.g. half of it)")
         if not math.isfinite(loss):
             raise DivergenceError(f"{where} the training loss became {loss}; {advice}")

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from . import fast as fast_path
 from .data.augment import jitter as jitter_images
-from .engine.backend import backend_name, get_xp, make_rng, shuffled_indices, synchronize, to_host
-from .engine.layers import mlp
+from .engine.backend import (Array, ArrayModule, Generator, backend_name, get_xp, make_rng, shuffled_indices,
+                             synchronize, to_host)
+from .engine.layers import Sequential, mlp
 from .engine.losses import (check_labels, count_errors, cross_entropy, distillation_parts, kl_rows, log_softmax,
                             one_hot, softmax)
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
@@ -59,14 +60,16 @@ class StageConfig:
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON types (what a checkpoint and results.json record)."""
         d = asdict(self)
         d["sizes"] = list(self.sizes)
         d["image_shape"] = list(self.image_shape)
         return d
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: dict[str, Any]) -> "StageConfig":
+        """The config ``to_dict`` wrote, from any version of minikd's checkpoints."""
         d = dict(d)
         d.setdefault("lr_warmup", 0)  # checkpoints written before warm-up existed
         if d.get("name") == "distill":  # the distilled stage's name in older checkpoints
@@ -76,7 +79,7 @@ class StageConfig:
         return cls(**d)
 
 
-def build_model(cfg: StageConfig, xp, *, fast: bool = False):
+def build_model(cfg: StageConfig, xp: ArrayModule, *, fast: bool = False) -> Sequential:
     """The stage's network, weights drawn from a generator seeded by cfg.seed.
 
     Its Dropout layers draw their masks with the engine's own ``bernoulli_mask``,
@@ -91,13 +94,14 @@ def build_model(cfg: StageConfig, xp, *, fast: bool = False):
                mask_sampler=fast_path.mask_sampler(xp) if fast else None)
 
 
-def build_optimizer(cfg: StageConfig, model):
+def build_optimizer(cfg: StageConfig, model: Sequential) -> MomentumSGD:
+    """The stage's momentum SGD: eps_t decaying (after its warm-up), momentum mu_t ramped."""
     return MomentumSGD(model, lr=ExponentialDecay(cfg.lr, cfg.lr_decay, cfg.lr_warmup),
                        momentum=LinearRamp(cfg.momentum_start, cfg.momentum_end, cfg.momentum_ramp),
                        rule=cfg.rule)
 
 
-def _as_float_rows(x, dtype, name):
+def _as_float_rows(x: Array, dtype: Any, name: str) -> Array:
     """x (N, D) as ``dtype`` (no copy when it already is); ValueError unless x holds floats."""
     if x.dtype.kind != "f":
         raise ValueError(f"{name} has dtype {x.dtype}: give float rows scaled as in training, e.g. "
@@ -105,7 +109,7 @@ def _as_float_rows(x, dtype, name):
     return x.astype(dtype, copy=False)
 
 
-def predict_logits(model, x, batch_size=2000):
+def predict_logits(model: Sequential, x: Array, batch_size: int = 2000) -> Array:
     """Eval-mode logits for x (N, D) on the model's backend, in chunks."""
     chunks = [model.forward(x[i:i + batch_size], train=False) for i in range(0, x.shape[0], batch_size)]
     if len(chunks) == 1:
@@ -113,7 +117,7 @@ def predict_logits(model, x, batch_size=2000):
     return get_xp(x).concatenate(chunks, axis=0)
 
 
-def bound_rows_(d, limit):
+def bound_rows_(d: Array, limit: float) -> Array:
     """Rescale, in place, each row of d (N, C) whose Euclidean length exceeds ``limit``.
 
     d_n <- d_n * min(1, limit / ||d_n||): the direction of every row's gradient
@@ -125,9 +129,9 @@ def bound_rows_(d, limit):
     return d
 
 
-def teacher_soft_targets(teacher, x_transfer, batch_size=2000):
-    """The teacher's logits v for every row of the transfer set, (N, C): the soft
-    targets q = softmax(v / T) of distillation, up to the temperature.
+def teacher_logits(teacher: Sequential, x_transfer: Array, batch_size: int = 2000) -> Array:
+    """The teacher's logits v for every row of the transfer set, (N, C): what the
+    soft targets q = softmax(v / T) of distillation are computed from, at any T.
 
     Computed once, before the student's first epoch, in eval mode (no dropout)
     and on the un-jittered images (Hinton et al. 2015, section 3): the soft
@@ -138,7 +142,7 @@ def teacher_soft_targets(teacher, x_transfer, batch_size=2000):
     return predict_logits(teacher, x_transfer, batch_size=batch_size)
 
 
-def count_test_errors(model, x, y, batch_size=2000):
+def count_test_errors(model: Sequential, x: Array, y: Array, batch_size: int = 2000) -> Array:
     """Misclassified rows of (x, y), as a 0-d device array (no host read)."""
     total = 0
     for i in range(0, x.shape[0], batch_size):
@@ -171,27 +175,27 @@ class ReferenceStep:
     handed back.
     """
 
-    def __init__(self, model, optimizer):
+    def __init__(self, model: Sequential, optimizer: MomentumSGD) -> None:
         self.model, self.optimizer = model, optimizer
 
-    def begin_epoch(self):
+    def begin_epoch(self) -> None:
         pass
 
-    def __call__(self, xb, rng, loss_fn):
+    def __call__(self, xb: Array, rng: Generator, loss_fn: Callable[[Array], tuple[Array, Array]]) -> Array:
         logits = self.model.forward(xb, train=True, rng=rng)
         parts, dlogits = loss_fn(logits)
         self.model.backward(dlogits, input_grad=False)   # xb is the data: nobody needs dL/dxb
         self.optimizer.step()
         return parts
 
-    def end_epoch(self):
+    def end_epoch(self) -> None:
         pass
 
 
 class Trainer:
     """Runs one stage. ``x_*`` are float (N, D) and ``y_*`` int (N,) arrays on
     the backend ``xp``; ``soft_logits`` (N, C) are the teacher's cached logits
-    for the training rows (distillation only, ``teacher_soft_targets``),
+    for the training rows (distillation only, ``teacher_logits``),
     indexed by the same row ids as the batches, so shuffling cannot misalign
     them.
 
@@ -203,8 +207,9 @@ class Trainer:
     for all parameters, the same numbers as the reference step in 20 launches fewer.
     """
 
-    def __init__(self, cfg: StageConfig, xp, x_train, y_train, x_test, y_test, *,
-                 soft_logits=None, model=None, fast=False, flat=False):
+    def __init__(self, cfg: StageConfig, xp: ArrayModule, x_train: Array, y_train: Array, x_test: Array,
+                 y_test: Array, *, soft_logits: Optional[Array] = None, model: Optional[Sequential] = None,
+                 fast: bool = False, flat: bool = False) -> None:
         self.cfg, self.xp = cfg, xp
         self.model = model if model is not None else build_model(cfg, xp, fast=fast)
         # Inputs in the model's own float type, cast once here (float64 rows, e.g. X / 255.0 in a
@@ -240,7 +245,7 @@ class Trainer:
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
     # -- one step -----------------------------------------------------------------
-    def loss_and_grad(self, logits, batch, out):
+    def loss_and_grad(self, logits: Array, batch: dict[str, Array], out: Array) -> tuple[Array, Array]:
         """The stage's loss of a batch, as ``(parts, dL/dlogits)``.
 
         ``batch``: the batch's rows of ``epoch_rows`` (each row's own targets). parts:
@@ -260,7 +265,7 @@ class Trainer:
             bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
         return parts, dlogits
 
-    def epoch_rows(self, perm):
+    def epoch_rows(self, perm: Array) -> dict[str, Array]:
         """The training rows in the epoch's shuffled order ``perm``, gathered once per epoch:
         {"x", "targets"} and, distilling, {"q", "log_q"} and room for each step's log p,
         each (N, ...). A batch is a slice of each: no gather per step, and a row's targets
@@ -271,7 +276,7 @@ class Trainer:
             rows["log_p"] = self.xp.empty(rows["q"].shape, dtype=rows["q"].dtype)
         return rows
 
-    def kl_by_batch(self, rows, batch_size, out):
+    def kl_by_batch(self, rows: dict[str, Array], batch_size: int, out: Array) -> Array:
         """The log's KL part of every batch of the epoch, into ``out`` (n_batches,): soft_weight T^2
         times the batch's mean KL(q || p), p as the step saw it (``rows["log_p"]``). Computed once per
         epoch, for all batches at once; the numbers are those each step would have computed."""
@@ -283,7 +288,7 @@ class Trainer:
         t = self.cfg.temperature
         return self.xp.multiply(self.xp.concatenate(means), self.cfg.soft_weight * t * t, out=out)
 
-    def batch_inputs(self, xb, rng):
+    def batch_inputs(self, xb: Array, rng: Generator) -> Array:
         """The batch's images as the network sees them: jittered (the teacher) or as they are."""
         if self.cfg.jitter:
             h, w = self.cfg.image_shape
@@ -291,7 +296,7 @@ class Trainer:
         return xb
 
     # -- one epoch ----------------------------------------------------------------
-    def train_epoch(self, epoch):
+    def train_epoch(self, epoch: int) -> tuple[Array, float]:
         """One pass over the training set; returns (mean loss as a 0-d device array, seconds).
 
         One generator per epoch, seeded by (seed, epoch), draws the shuffle, the
@@ -323,7 +328,7 @@ class Trainer:
         self.epoch_means = table.astype(xp.float64).sum(axis=0) / len(starts)   # [loss] or [loss, hard, KL]
         return self.epoch_means[0], time.perf_counter() - t0
 
-    def fit(self, *, on_epoch: Optional[Callable[[EpochLog], None]] = None, eval_every=1):
+    def fit(self, *, on_epoch: Optional[Callable[[EpochLog], None]] = None, eval_every: int = 1) -> list[EpochLog]:
         """Train from ``self.start_epoch`` to ``cfg.epochs``; returns the history."""
         for epoch in range(self.start_epoch, self.cfg.epochs):
             _, sec = self.train_epoch(epoch)
@@ -331,14 +336,14 @@ class Trainer:
             means = [float(v) for v in to_host(self.epoch_means)]  # one read per epoch
             loss_host = means[0]
             if self.health is not None:   # None: no checks (tests of arithmetic on runs too short to learn)
-                self.health.check(self.model, epoch, loss_host, self.optimizer.eps, last=last)
+                self.health.check(self.model, epoch, loss_host, self.optimizer.lr, last=last)
             parts = {}
             if self.soft_logits is not None:
                 parts = {"hard_loss": means[1] if self.cfg.hard_weight != 0.0 else None, "soft_kl": means[2]}
             errors = -1
             if last or (epoch + 1) % eval_every == 0:
                 errors = int(to_host(count_test_errors(self.model, self.x_test, self.y_test)))
-            log = EpochLog(epoch, loss_host, errors, sec, self.optimizer.eps, self.optimizer.p, **parts)
+            log = EpochLog(epoch, loss_host, errors, sec, self.optimizer.lr, self.optimizer.momentum, **parts)
             self.history.append(log)
             self.start_epoch = epoch + 1
             if on_epoch is not None:
@@ -346,5 +351,6 @@ class Trainer:
         return self.history
 
     @property
-    def backend(self):
+    def backend(self) -> str:
+        """"numpy" or "cupy"."""
         return backend_name(self.xp)

@@ -34,7 +34,7 @@ def trained(tmp_path_factory, digits):
     teacher_cfg = minikd.StageConfig("teacher", (64, 100, 10), epochs=20, input_dropout=0.2, hidden_dropout=0.5,
                                      image_shape=(8, 8))
     teacher, entry_t = run_stage(teacher_cfg, arrays, np, out=out, meta=meta, progress=False)
-    soft = minikd.teacher_soft_targets(teacher.model, arrays["x_train"])
+    soft = minikd.teacher_logits(teacher.model, arrays["x_train"])
     distilled_cfg = minikd.StageConfig("distilled", (64, 50, 10), epochs=20, temperature=4.0,
                                        grad_bound=1.0, image_shape=(8, 8))
     distilled, entry_d = run_stage(distilled_cfg, arrays, np, out=out, meta=meta, soft_logits=soft,

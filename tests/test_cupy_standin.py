@@ -22,7 +22,7 @@ from minikd.engine.backend import backend_name, get_backend, get_xp, is_cupy, ma
 from minikd.engine.layers import Dense, Dropout, bernoulli_mask
 from minikd.experiments.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays, run_stage
-from minikd.train import Trainer, build_model, teacher_soft_targets
+from minikd.train import Trainer, build_model, teacher_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = Path(cupy_standin.__file__)
@@ -193,7 +193,7 @@ def test_host_reads_per_epoch_do_not_grow_with_the_steps(cp, digits, stage):
     soft = None
     if stage == "distilled":
         teacher = build_model(small_configs(digits)["teacher"], cp)
-        soft = teacher_soft_targets(teacher, arrays["x_train"])
+        soft = teacher_logits(teacher, arrays["x_train"])
     few = reads_per_epoch(cp, cfg, arrays, 5 * cfg.batch_size, soft)
     many = reads_per_epoch(cp, cfg, arrays, 50 * cfg.batch_size, soft)
     assert few == many, f"device reads per epoch: {few} at 5 steps, {many} at 50 steps"
@@ -217,7 +217,7 @@ def train_three_stages(xp, digits):
     teacher.fit()
     student = Trainer(cfgs["student"], *common, fast=True)
     student.fit()
-    soft = teacher_soft_targets(teacher.model, arrays["x_train"])
+    soft = teacher_logits(teacher.model, arrays["x_train"])
     distilled = Trainer(cfgs["distilled"], *common, soft_logits=soft, fast=True)
     distilled.fit()
     return {"teacher": teacher, "student": student, "distilled": distilled}, soft
@@ -300,7 +300,7 @@ def test_one_temperature_sweep_cell_on_the_standin(cp, digits):
     teacher = build_model(small_configs(digits)["teacher"], numpy)
     x = digits.x_train[:n]
     payload = {"x_train": x, "y_train": digits.y_train[:n], "x_test": digits.x_test, "y_test": digits.y_test,
-               "soft_logits": teacher_soft_targets(teacher, (x.reshape(n, -1) / 255).astype("float32"))}
+               "soft_logits": teacher_logits(teacher, (x.reshape(n, -1) / 255).astype("float32"))}
     res = run_cell(payload, {"backend": "cupy", "config": cfg.to_dict()}, Cell(2.0, 16, 0))
     assert res["backend"] == "cupy" and res["sizes"] == [64, 16, 16, 10] and res["epochs"] == 2
     assert 0 <= res["test_errors"] <= 360 and numpy.isfinite(res["final_loss"])

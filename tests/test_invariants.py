@@ -15,7 +15,7 @@ from minikd import train
 from minikd.data import load_dataset, to_float
 from minikd.engine.layers import Dropout
 from minikd.experiments import reproduce
-from minikd.train import StageConfig, Trainer, count_test_errors, teacher_soft_targets
+from minikd.train import StageConfig, Trainer, count_test_errors, teacher_logits
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def trained_teacher(digits):
 def test_soft_targets_are_the_teachers_eval_logits_on_unjittered_images(digits, trained_teacher):
     x = digits[0]
     expected = eval_logits_by_hand(trained_teacher, x)
-    for soft in (teacher_soft_targets(trained_teacher, x, batch_size=500),
+    for soft in (teacher_logits(trained_teacher, x, batch_size=500),
                  reproduce.soft_targets(trained_teacher, x).logits):       # what reproduce distils from
         np.testing.assert_allclose(soft, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
     assert any(isinstance(layer, Dropout) and layer.rate > 0 for layer in trained_teacher.layers)
@@ -63,7 +63,7 @@ def test_soft_targets_are_the_teachers_eval_logits_on_unjittered_images(digits, 
 def test_the_distilled_trainer_learns_from_exactly_those_targets(digits, trained_teacher):
     """q = softmax(v / T) of the soft targets, row for row, before any shuffle."""
     x, y, xt, yt = digits
-    v = teacher_soft_targets(trained_teacher, x)
+    v = teacher_logits(trained_teacher, x)
     cfg = StageConfig("distilled", (64, 32, 10), epochs=1, image_shape=(8, 8), temperature=4.0)
     tr = Trainer(cfg, np, x, y, xt, yt, soft_logits=v)
     z = eval_logits_by_hand(trained_teacher, x) / 4.0

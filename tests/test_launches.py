@@ -18,7 +18,7 @@ import cupy_standin
 from minikd.data import load_dataset
 from minikd.experiments.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays
-from minikd.train import Trainer, build_model, teacher_soft_targets
+from minikd.train import Trainer, build_model, teacher_logits
 
 LIMITS = {"teacher": 90, "student": 58, "distilled": 80}
 
@@ -44,7 +44,7 @@ def bench_configs(digits):
 def launches_per_step(cp, digits):
     cfgs = bench_configs(digits)
     arrays = prepare_arrays(digits, cp)
-    soft = teacher_soft_targets(build_model(cfgs["teacher"], cp), arrays["x_train"])
+    soft = teacher_logits(build_model(cfgs["teacher"], cp), arrays["x_train"])
     n_batches = -(-arrays["n_train"] // cfgs["teacher"].batch_size)
     out = {}
     for key in LIMITS:
@@ -128,7 +128,7 @@ def test_the_epochs_kl_part_is_the_per_step_one(digits):
     cfg = replace(bench_configs(digits)["distilled"], batch_size=64, epochs=1)
     arrays = prepare_arrays(digits, numpy)
     assert arrays["n_train"] % 64                      # a shorter last batch
-    soft = teacher_soft_targets(build_model(bench_configs(digits)["teacher"], numpy), arrays["x_train"])
+    soft = teacher_logits(build_model(bench_configs(digits)["teacher"], numpy), arrays["x_train"])
     trainer = Trainer(cfg, numpy, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                       soft_logits=soft * 30, fast=False)
     seen, real = [], trainer.loss_and_grad

@@ -16,8 +16,16 @@ interval for the numbers a person reads.
 from __future__ import annotations
 
 import sys
+from types import ModuleType
+from typing import Any
 
 import numpy
+
+#: What the engine's type hints call an array, a generator and an array module: NumPy's or
+#: CuPy's (the engine never names the library; ``xp`` is whichever module does the work).
+Array = Any
+Generator = Any
+ArrayModule = ModuleType
 
 BACKENDS = ("numpy", "cupy", "auto")
 
@@ -69,7 +77,7 @@ def _short(exc, limit=90):
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
 
 
-def get_backend(name: str = "auto"):
+def get_backend(name: str = "auto") -> ArrayModule:
     """Return the array module for ``name`` in {"numpy", "cupy", "auto"}.
 
     "auto" picks CuPy when it imports, sees a CUDA device and runs a kernel on
@@ -91,7 +99,7 @@ def get_backend(name: str = "auto"):
     raise BackendError(reason)
 
 
-def get_xp(*arrays):
+def get_xp(*arrays: Array) -> ArrayModule:
     """The array module of ``arrays`` (numpy unless one of them is a CuPy array).
 
     A non-NumPy array that names its own namespace (``__array_namespace__``)
@@ -107,15 +115,17 @@ def get_xp(*arrays):
     return numpy
 
 
-def is_cupy(xp) -> bool:
+def is_cupy(xp: ArrayModule) -> bool:
+    """Whether ``xp`` is CuPy."""
     return getattr(xp, "__name__", "") == "cupy"
 
 
-def backend_name(xp) -> str:
+def backend_name(xp: ArrayModule) -> str:
+    """"cupy" or "numpy": the name results and checkpoints record."""
     return "cupy" if is_cupy(xp) else "numpy"
 
 
-def make_rng(xp, seed, *keys):
+def make_rng(xp: ArrayModule, seed: int, *keys: int) -> Generator:
     """A seeded random generator on the backend ``xp``.
 
     ``keys`` (non-negative ints) derive independent streams from one seed,
@@ -133,7 +143,7 @@ def make_rng(xp, seed, *keys):
     return xp.random.default_rng(int(seq.generate_state(1, dtype=numpy.uint64)[0] >> 1))
 
 
-def shuffled_indices(rng, n):
+def shuffled_indices(rng: Generator, n: int) -> Array:
     """A random permutation of range(n) from ``rng``, on the generator's backend.
 
     NumPy: ``rng.permutation(n)``. ``cupy.random.Generator`` has no
@@ -146,7 +156,7 @@ def shuffled_indices(rng, n):
     return rng.random(n).argsort()
 
 
-def random_subset(rng, n, k):
+def random_subset(rng: Generator, n: int, k: int) -> Array:
     """``k`` distinct indices drawn from range(n) by ``rng``, on the generator's backend.
 
     NumPy: ``rng.choice(n, size=k, replace=False)``; CuPy's generator has no
@@ -157,21 +167,21 @@ def random_subset(rng, n, k):
     return shuffled_indices(rng, n)[:k]
 
 
-def to_device(x, xp, dtype=None):
+def to_device(x: Any, xp: ArrayModule, dtype: Any = None) -> Array:
     """Copy a host (NumPy) array to the backend ``xp`` (no-op for NumPy)."""
     if dtype is not None:
         x = numpy.asarray(x, dtype=dtype)
     return xp.asarray(x)
 
 
-def to_host(x):
+def to_host(x: Any) -> numpy.ndarray:
     """A NumPy array (or Python scalar passthrough) from any backend's array."""
     if hasattr(x, "get"):
         return x.get()
     return numpy.asarray(x)
 
 
-def synchronize(xp):
+def synchronize(xp: ArrayModule) -> None:
     """Wait for queued GPU work (for honest timings); nothing to do on NumPy."""
     if is_cupy(xp):
         xp.cuda.Stream.null.synchronize()

@@ -11,7 +11,7 @@ estimated by
 
     ds/dx_i ~ (s(x + h e_i) - s(x - h e_i)) / (2 h)
 
-Two errors compete in that estimate (h is ``eps`` below):
+Two errors compete in that estimate (``h`` below):
 
 * truncation, from the Taylor series: s'''(x) h^2 / 6, smaller with smaller h;
 * rounding: each s(x +- h) is off by about u |s| (u = 2.2e-16, float64's
@@ -36,13 +36,10 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Iterable, Optional
 
-from .backend import get_xp, random_subset
-
-Array = Any       # a NumPy or CuPy array (the engine never names the module)
-Generator = Any   # a NumPy or CuPy random generator
+from .backend import Array, Generator, get_xp, random_subset
 
 
-def numerical_gradient(f: Callable[[], Any], x: Array, *, eps: float = 1e-6,
+def numerical_gradient(f: Callable[[], Any], x: Array, *, h: float = 1e-6,
                        indices: Optional[Iterable[int]] = None) -> Array:
     """Central-difference gradient of the scalar function ``f`` at ``x``.
 
@@ -61,12 +58,12 @@ def numerical_gradient(f: Callable[[], Any], x: Array, *, eps: float = 1e-6,
     for i in indices:
         i = int(i)
         old = float(flat_x[i])
-        flat_x[i] = old + eps
+        flat_x[i] = old + h
         f_plus = float(f())
-        flat_x[i] = old - eps
+        flat_x[i] = old - h
         f_minus = float(f())
         flat_x[i] = old
-        flat_g[i] = (f_plus - f_minus) / (2.0 * eps)
+        flat_g[i] = (f_plus - f_minus) / (2.0 * h)
     return grad
 
 
@@ -79,28 +76,28 @@ def relative_error(a: Array, b: Array, floor: float = 1e-8) -> float:
     return diff / scale
 
 
-def gradient_error(f: Callable[[], Any], x: Array, analytic: Array, *, eps: float = 1e-6,
+def gradient_error(f: Callable[[], Any], x: Array, analytic: Array, *, h: float = 1e-6,
                    indices: Optional[Iterable[int]] = None) -> float:
     """Relative error of ``analytic`` (ds/dx, x's shape) against the central
     differences of ``f``; only the coordinates ``indices`` when given."""
     if indices is not None:
         indices = [int(i) for i in indices]
-    numeric = numerical_gradient(f, x, eps=eps, indices=indices)
+    numeric = numerical_gradient(f, x, h=h, indices=indices)
     if indices is None:
         return relative_error(analytic, numeric)
     idx = get_xp(x).asarray(indices)
     return relative_error(analytic.reshape(-1)[idx], numeric.reshape(-1)[idx])
 
 
-def check_gradient(f: Callable[[], Any], x: Array, analytic: Array, *, eps: float = 1e-6,
+def check_gradient(f: Callable[[], Any], x: Array, analytic: Array, *, h: float = 1e-6,
                    rtol: float = 1e-6, indices: Optional[Iterable[int]] = None) -> float:
     """``gradient_error``, raising AssertionError if it exceeds ``rtol``. Returns the error."""
-    err = gradient_error(f, x, analytic, eps=eps, indices=indices)
+    err = gradient_error(f, x, analytic, h=h, indices=indices)
     _fail_above(err, rtol, "")
     return err
 
 
-def layer_errors(layer: Any, x: Array, *, rng: Generator, train: bool = True, eps: float = 1e-6,
+def layer_errors(layer: Any, x: Array, *, rng: Generator, train: bool = True, h: float = 1e-6,
                  max_coords: Optional[int] = None,
                  forward_kwargs: Optional[dict] = None) -> dict[str, float]:
     """{name: relative error} of dL/dx and of every dL/dparam of ``layer`` at
@@ -135,34 +132,34 @@ def layer_errors(layer: Any, x: Array, *, rng: Generator, train: bool = True, ep
         indices = None
         if max_coords is not None and arr.size > max_coords:
             indices = random_subset(rng, arr.size, max_coords).tolist()  # host ints
-        errors[name] = gradient_error(scalar, arr, analytic[name], eps=eps, indices=indices)
+        errors[name] = gradient_error(scalar, arr, analytic[name], h=h, indices=indices)
     return errors
 
 
 def check_layer(layer: Any, x: Array, *, rng: Generator, train: bool = True, rtol: float = 1e-6,
-                eps: float = 1e-6, max_coords: Optional[int] = None,
+                h: float = 1e-6, max_coords: Optional[int] = None,
                 forward_kwargs: Optional[dict] = None) -> dict[str, float]:
     """``layer_errors``, raising AssertionError (naming the gradient) if any
     error exceeds ``rtol``. Returns {name: relative error}."""
-    errors = layer_errors(layer, x, rng=rng, train=train, eps=eps, max_coords=max_coords,
+    errors = layer_errors(layer, x, rng=rng, train=train, h=h, max_coords=max_coords,
                           forward_kwargs=forward_kwargs)
     for name, err in errors.items():
         _fail_above(err, rtol, f" of dL/d{name}")
     return errors
 
 
-def loss_error(loss_fn: Callable[[Array], tuple], z: Array, *, eps: float = 1e-6) -> float:
+def loss_error(loss_fn: Callable[[Array], tuple], z: Array, *, h: float = 1e-6) -> float:
     """Relative error of the gradient a loss returns: ``loss_fn(z) -> (loss, dL/dz)``,
     z float64 (N, C), checked at every coordinate. A loss is already a scalar,
     so no projection is needed."""
     _, dz = loss_fn(z)
-    return gradient_error(lambda: loss_fn(z)[0], z, dz, eps=eps)
+    return gradient_error(lambda: loss_fn(z)[0], z, dz, h=h)
 
 
-def check_loss(loss_fn: Callable[[Array], tuple], z: Array, *, eps: float = 1e-6,
+def check_loss(loss_fn: Callable[[Array], tuple], z: Array, *, h: float = 1e-6,
                rtol: float = 1e-6) -> float:
     """``loss_error``, raising AssertionError if it exceeds ``rtol``. Returns the error."""
-    err = loss_error(loss_fn, z, eps=eps)
+    err = loss_error(loss_fn, z, h=h)
     _fail_above(err, rtol, " of dL/dz")
     return err
 

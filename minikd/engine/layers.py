@@ -17,23 +17,28 @@ the layer. Shapes: a batch of N rows; x is (N, n_in), y is (N, n_out).
 """
 from __future__ import annotations
 
-from .backend import get_xp
+from typing import Any, Callable, Optional, Sequence
+
+from .backend import Array, ArrayModule, Generator, get_xp
+
+#: A dropout-mask sampler: (rng, shape, rate, dtype, out=None) -> mask (``bernoulli_mask``'s signature).
+MaskSampler = Callable[..., Array]
 
 
 class Layer:
     """A layer without parameters; subclasses override forward/backward."""
 
-    def __init__(self):
-        self.params = {}
-        self.grads = {}
+    def __init__(self) -> None:
+        self.params: dict[str, Array] = {}
+        self.grads: dict[str, Array] = {}
 
-    def forward(self, x, *, train):  # pragma: no cover - interface
+    def forward(self, x: Array, *, train: bool) -> Array:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def backward(self, dy):  # pragma: no cover - interface
+    def backward(self, dy: Array) -> Array:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
@@ -52,8 +57,8 @@ class Dense(Layer):
     output unit j, bias excluded -- after every update.
     """
 
-    def __init__(self, n_in, n_out, *, rng, xp=None, dtype="float32", init_std=0.01,
-                 max_norm=None):
+    def __init__(self, n_in: int, n_out: int, *, rng: Generator, xp: Optional[ArrayModule] = None,
+                 dtype: str = "float32", init_std: float = 0.01, max_norm: Optional[float] = None) -> None:
         super().__init__()
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.max_norm = max_norm
@@ -63,18 +68,18 @@ class Dense(Layer):
         self.params["b"] = xp.zeros(self.n_out, dtype=dtype)
         self.x = None
 
-    def forward(self, x, *, train):
+    def forward(self, x: Array, *, train: bool) -> Array:
         self.x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy: Array, *, input_grad: bool = True) -> Optional[Array]:
         self.grads["W"] = self.x.T @ dy
         self.grads["b"] = dy.sum(axis=0)
         if not input_grad:   # the input is the data: nobody reads dL/dx, so skip its product
             return None
         return dy @ self.params["W"].T
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dense({self.n_in}, {self.n_out}, max_norm={self.max_norm})"
 
 
@@ -89,20 +94,20 @@ class ReLU(Layer):
     on a Dense layer's fresh output).
     """
 
-    def __init__(self, *, inplace=False):
+    def __init__(self, *, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
         self.y = None
 
-    def forward(self, x, *, train):
+    def forward(self, x: Array, *, train: bool) -> Array:
         xp = get_xp(x)
         self.y = xp.maximum(x, 0, out=x) if self.inplace else xp.maximum(x, 0)
         return self.y
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         return dy * (self.y > 0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "ReLU(inplace=True)" if self.inplace else "ReLU()"
 
 
@@ -125,7 +130,8 @@ class Dropout(Layer):
     needs the same function at x + h and x - h.
     """
 
-    def __init__(self, rate, *, rng=None, sampler=None):
+    def __init__(self, rate: float, *, rng: Optional[Generator] = None,
+                 sampler: Optional[MaskSampler] = None) -> None:
         super().__init__()
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
@@ -134,7 +140,7 @@ class Dropout(Layer):
         self.sampler = sampler if sampler is not None else bernoulli_mask
         self.mask = None
 
-    def draw_mask(self, rng, shape, dtype, out=None):
+    def draw_mask(self, rng: Optional[Generator], shape: tuple, dtype: Any, out: Optional[Array] = None) -> Array:
         """A fresh (shape) mask for this layer's rate, from ``rng`` (or the layer's own)."""
         rng = rng if rng is not None else self.rng
         if rng is None:
@@ -142,7 +148,8 @@ class Dropout(Layer):
                              "or Dropout(rate, rng=...)")
         return self.sampler(rng, shape, self.rate, dtype, out=out)
 
-    def forward(self, x, *, train, rng=None, freeze_mask=False):
+    def forward(self, x: Array, *, train: bool, rng: Optional[Generator] = None,
+                freeze_mask: bool = False) -> Array:
         if not train or self.rate == 0.0:
             self.mask = None
             return x
@@ -150,14 +157,14 @@ class Dropout(Layer):
             self.mask = self.draw_mask(rng, x.shape, x.dtype)
         return x * self.mask
 
-    def backward(self, dy):
+    def backward(self, dy: Array) -> Array:
         return dy if self.mask is None else dy * self.mask
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dropout({self.rate})"
 
 
-def bernoulli_mask(rng, shape, rate, dtype, out=None):
+def bernoulli_mask(rng: Generator, shape: tuple, rate: float, dtype: Any, out: Optional[Array] = None) -> Array:
     """The plain inverted-dropout mask: [u >= rate] / (1 - rate), u ~ U[0, 1).
 
     rng: a NumPy or CuPy generator (the mask lives where it does). ``out``, if
@@ -180,11 +187,12 @@ class Sequential(Layer):
     backward: dL/dx = J_1^T (J_2^T (... J_k^T dL/dy))   (the chain rule)
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Layer) -> None:
         super().__init__()
         self.layers = list(layers)
 
-    def forward(self, x, *, train, rng=None, freeze_mask=False):
+    def forward(self, x: Array, *, train: bool, rng: Optional[Generator] = None,
+                freeze_mask: bool = False) -> Array:
         """``rng`` and ``freeze_mask`` reach the Dropout layers (and nested Sequentials)."""
         for layer in self.layers:
             if isinstance(layer, (Dropout, Sequential)):
@@ -193,7 +201,7 @@ class Sequential(Layer):
                 x = layer.forward(x, train=train)
         return x
 
-    def backward(self, dy, *, input_grad=True):
+    def backward(self, dy: Array, *, input_grad: bool = True) -> Optional[Array]:
         """dL/dx, after every layer has filled its ``grads``.
 
         ``input_grad=False`` (asked for by the training step, whose x is the data):
@@ -213,19 +221,20 @@ class Sequential(Layer):
             dy = layer.backward(dy)
         return dy
 
-    def dense_layers(self):
+    def dense_layers(self) -> list[Dense]:
+        """The Dense layers, in forward order."""
         return [layer for layer in self.layers if isinstance(layer, Dense)]
 
-    def parameters(self):
+    def parameters(self) -> list[tuple[Layer, str]]:
         """(layer, name) for every parameter, in forward order."""
         return [(layer, name) for layer in self.layers for name in layer.params]
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Array]:
         """{"<index>.<name>": array} for every parameter (for checkpoints)."""
         return {f"{i}.{name}": arr for i, layer in enumerate(self.layers)
                 for name, arr in layer.params.items()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy arrays from ``state`` into the parameters (shapes must match)."""
         for i, layer in enumerate(self.layers):
             for name, arr in layer.params.items():
@@ -239,18 +248,20 @@ class Sequential(Layer):
                 xp = get_xp(arr)
                 arr[...] = xp.asarray(new, dtype=arr.dtype)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Sequential(" + ", ".join(repr(layer) for layer in self.layers) + ")"
 
 
-def _has_params(layer):
+def _has_params(layer: Layer) -> bool:
     if isinstance(layer, Sequential):
         return any(_has_params(inner) for inner in layer.layers)
     return bool(layer.params)
 
 
-def mlp(sizes, *, rng, xp=None, dtype="float32", input_dropout=0.0, hidden_dropout=0.0,
-        max_norm=None, init_std=0.01, dropout_rng=None, mask_sampler=None):
+def mlp(sizes: Sequence[int], *, rng: Generator, xp: Optional[ArrayModule] = None, dtype: str = "float32",
+        input_dropout: float = 0.0, hidden_dropout: float = 0.0, max_norm: Optional[float] = None,
+        init_std: float = 0.01, dropout_rng: Optional[Generator] = None,
+        mask_sampler: Optional[MaskSampler] = None) -> Sequential:
     """The paper's networks: Dense-ReLU(-Dropout) blocks and a final Dense.
 
     sizes: (n_in, h_1, ..., h_k, n_classes), e.g. (784, 1200, 1200, 10).

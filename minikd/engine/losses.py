@@ -63,10 +63,12 @@ Every function keeps the dtype it is given (float64 in, float64 out).
 """
 from __future__ import annotations
 
-from .backend import get_xp
+from typing import Any, Optional
+
+from .backend import Array, get_xp
 
 
-def log_softmax(z, temperature=1.0, *, out=None):
+def log_softmax(z: Array, temperature: float = 1.0, *, out: Optional[Array] = None) -> Array:
     """log softmax(z / T) along the last axis, stable for any magnitude of z.
 
     z: (N, C) -> (N, C), same dtype; written into ``out`` if given.
@@ -77,13 +79,13 @@ def log_softmax(z, temperature=1.0, *, out=None):
     return xp.subtract(s, xp.log(xp.exp(s).sum(axis=-1, keepdims=True)), out=out)
 
 
-def softmax(z, temperature=1.0):
+def softmax(z: Array, temperature: float = 1.0) -> Array:
     """softmax(z / T) along the last axis. z: (N, C) -> (N, C), same dtype."""
     xp = get_xp(z)
     return xp.exp(log_softmax(z, temperature))
 
 
-def check_labels(labels, n_classes, n_rows=None):
+def check_labels(labels: Array, n_classes: int, n_rows: Optional[int] = None) -> None:
     """Raise ValueError unless ``labels`` is an integer vector in [0, n_classes).
 
     On CuPy this reads two numbers back from the device (a synchronisation),
@@ -104,23 +106,23 @@ def check_labels(labels, n_classes, n_rows=None):
         raise ValueError(f"label {bad} is outside [0, {n_classes}): the logits have {n_classes} classes")
 
 
-def _check_logits(logits, name):
+def _check_logits(logits: Array, name: str) -> None:
     if logits.ndim != 2:
         raise ValueError(f"{name} must have shape (N, C), got {tuple(logits.shape)}")
 
 
-def _check_temperature(temperature):
+def _check_temperature(temperature: float) -> None:
     if not temperature > 0:  # also rejects NaN
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
-def one_hot(labels, n_classes, dtype="float32"):
+def one_hot(labels: Array, n_classes: int, dtype: Any = "float32") -> Array:
     """(N,) integer labels -> (N, C) rows t with t[n, c] = [c == labels[n]], in ``dtype``."""
     xp = get_xp(labels)
     return (labels[:, None] == xp.arange(n_classes)[None, :]).astype(dtype)
 
 
-def _check_targets(targets, logits):
+def _check_targets(targets: Array, logits: Array) -> None:
     if tuple(targets.shape) != tuple(logits.shape):
         raise ValueError(f"target rows {tuple(targets.shape)} and logits {tuple(logits.shape)} "
                          f"must have the same shape")
@@ -128,7 +130,8 @@ def _check_targets(targets, logits):
         raise ValueError(f"target rows must be floats (e.g. one_hot(labels, C)), got dtype {targets.dtype}")
 
 
-def cross_entropy(logits, labels, *, check=True, out=None):
+def cross_entropy(logits: Array, labels: Array, *, check: bool = True,
+                  out: Optional[Array] = None) -> tuple[Array, Array]:
     """Mean softmax cross-entropy against integer labels or target rows.
 
     logits: (N, C) float; labels: (N,) int in [0, C), or their one-hot rows t
@@ -157,8 +160,9 @@ def cross_entropy(logits, labels, *, check=True, out=None):
     return loss, dlogits
 
 
-def distillation_loss(student_logits, teacher_logits, labels=None, *, temperature,
-                      hard_weight=1.0, soft_weight=1.0, check=True):
+def distillation_loss(student_logits: Array, teacher_logits: Array, labels: Optional[Array] = None, *,
+                      temperature: float, hard_weight: float = 1.0, soft_weight: float = 1.0,
+                      check: bool = True) -> tuple[Array, Array]:
     """Hinton et al. (2015): soft cross-entropy at T (times T^2) plus hard cross-entropy.
 
         loss = soft_weight * T^2 * mean_n(-sum_c q_c log p_c) + hard_weight * CE(z, labels)
@@ -185,8 +189,9 @@ def distillation_loss(student_logits, teacher_logits, labels=None, *, temperatur
     return parts[0], dlogits
 
 
-def distillation_parts(student_logits, q, labels=None, *, temperature, hard_weight=1.0, soft_weight=1.0,
-                       out=None, log_p_out=None):
+def distillation_parts(student_logits: Array, q: Array, labels: Optional[Array] = None, *, temperature: float,
+                       hard_weight: float = 1.0, soft_weight: float = 1.0, out: Optional[Array] = None,
+                       log_p_out: Optional[Array] = None) -> tuple[Array, Array]:
     """The distillation loss with its hard part, and its gradient, in one pass.
 
     q: the teacher's softmax(v / T), (N, C) in the student's dtype (the training
@@ -223,7 +228,7 @@ def distillation_parts(student_logits, q, labels=None, *, temperature, hard_weig
     return parts, dlogits
 
 
-def kl_rows(q, log_q, log_p):
+def kl_rows(q: Array, log_q: Array, log_p: Array) -> Array:
     """KL(q_n || p_n) = sum_c q_nc (log q_nc - log p_nc) of each row: (N, C) -> (N,).
 
     With p = softmax(z / T) and q = softmax(v / T), soft_weight T^2 times its
@@ -234,6 +239,6 @@ def kl_rows(q, log_q, log_p):
     return (q * (log_q - log_p)).sum(axis=1)
 
 
-def count_errors(logits, labels):
+def count_errors(logits: Array, labels: Array) -> Array:
     """Number of rows whose arg-max differs from the label (a 0-d array, no sync)."""
     return (logits.argmax(axis=1) != labels).sum()

@@ -1,17 +1,23 @@
 """Momentum SGD as in Hinton et al. (2012, appendix A), its schedules, and max-norm.
 
-The 2012 update, per parameter w with velocity v (both on w's backend):
+The 2012 update, per parameter w with its velocity (both on w's backend),
+at learning rate eps_t and momentum mu_t:
 
-    v <- p_t * v - (1 - p_t) * eps_t * dL/dw
-    w <- w + v
+    velocity <- mu_t * velocity - (1 - mu_t) * eps_t * dL/dw
+    w        <- w + velocity
 
-The (1 - p_t) factor keeps the step size comparable while p_t changes: in a
-steady state v = -eps_t * dL/dw, whatever p_t is. ``rule="classic"`` drops
-the factor (v <- p v - eps g), the usual "SGD with momentum".
+The (1 - mu_t) factor keeps the step size comparable while mu_t changes: in a
+steady state velocity = -eps_t * dL/dw, whatever mu_t is. ``rule="classic"``
+drops the factor (velocity <- mu velocity - eps g), the usual "SGD with momentum".
+
+Notation: the 2012 paper writes p_t for the momentum and Delta w for the
+velocity; here they are mu_t (``momentum``) and ``velocity``, because p is the
+student's probabilities and v the teacher's logits in losses.py. eps_t is the
+paper's epsilon, the learning rate (``lr`` in the code), and nothing else.
 
 Schedules are functions of the epoch index t = 0, 1, 2, ...:
     eps_t = eps_0 * decay^t                               (ExponentialDecay)
-    p_t   = p_0 + (p_1 - p_0) * min(t / T_ramp, 1)        (LinearRamp)
+    mu_t  = mu_0 + (mu_1 - mu_0) * min(t / T_ramp, 1)     (LinearRamp)
 
 Max-norm (after every update): for each Dense layer with ``max_norm = c``,
 every column W[:, j] -- the incoming weight vector of unit j, bias NOT
@@ -29,15 +35,19 @@ a squared length is c = sqrt(15) (docs/choices.md gives the evidence).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Union
 
 from .backend import get_xp
+
+#: A learning rate or momentum: a number, or a function of the epoch index giving one.
+Schedule = Union[float, Callable[[int], float]]
 
 
 @dataclass(frozen=True)
 class Constant:
     value: float
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         return self.value
 
 
@@ -54,7 +64,7 @@ class ExponentialDecay:
     decay: float
     warmup: int = 0
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         ramp = min(1.0, (epoch + 1) / (self.warmup + 1))
         return self.initial * self.decay ** epoch * ramp
 
@@ -66,14 +76,14 @@ class LinearRamp:
     end: float
     ramp_epochs: float
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         if self.ramp_epochs <= 0:
             return self.end
         frac = min(epoch / self.ramp_epochs, 1.0)
         return self.start + (self.end - self.start) * frac
 
 
-def max_norm_(W, limit):
+def max_norm_(W: Any, limit: float) -> Any:
     """Rescale, in place, each column of W (n_in, n_out) longer than ``limit``.
 
     Returns W. Columns at or under the limit are left exactly as they were.
@@ -89,47 +99,53 @@ class MomentumSGD:
     """Momentum SGD over the parameters of a model (anything with ``layers``
     whose items carry ``params`` / ``grads`` dicts, e.g. ``Sequential``).
 
-    lr, momentum: schedules (callables of the epoch) or plain numbers.
-    rule: "hinton2012" (with the (1 - p) factor) or "classic".
-    Velocities start at 0 and live on the parameters' backend.
+    lr, momentum: schedules (callables of the epoch) or plain numbers; kept as
+    ``lr_schedule`` and ``momentum_schedule``, while ``lr`` and ``momentum``
+    hold the numbers of the current epoch (eps_t and mu_t, ``set_epoch``).
+    rule: "hinton2012" (with the (1 - mu) factor) or "classic".
+    ``velocity[i][name]``: the velocity of layer i's parameter ``name``; it
+    starts at 0 and lives on the parameters' backend.
     """
 
     RULES = ("hinton2012", "classic")
 
-    def __init__(self, model, *, lr, momentum, rule="hinton2012"):
+    def __init__(self, model: Any, *, lr: Schedule, momentum: Schedule, rule: str = "hinton2012") -> None:
         if rule not in self.RULES:
             raise ValueError(f"unknown update rule {rule!r}: choose one of {', '.join(self.RULES)}")
-        self.lr = lr if callable(lr) else Constant(float(lr))
-        self.momentum = momentum if callable(momentum) else Constant(float(momentum))
+        self.lr_schedule = lr if callable(lr) else Constant(float(lr))
+        self.momentum_schedule = momentum if callable(momentum) else Constant(float(momentum))
         self.rule = rule
         self.layers = [layer for layer in model.layers if layer.params]
         self.velocity = [{name: get_xp(w).zeros_like(w) for name, w in layer.params.items()}
                          for layer in self.layers]
         self.set_epoch(0)
 
-    def set_epoch(self, epoch):
-        """Fix eps_t and p_t for the coming epoch."""
+    def set_epoch(self, epoch: int) -> None:
+        """Fix eps_t (``lr``) and mu_t (``momentum``) for the coming epoch."""
         self.epoch = epoch
-        self.eps = float(self.lr(epoch))
-        self.p = float(self.momentum(epoch))
+        self.lr = float(self.lr_schedule(epoch))
+        self.momentum = float(self.momentum_schedule(epoch))
 
-    def step(self):
+    def step(self) -> None:
         """One update of every parameter from its current gradient, then max-norm."""
-        grad_scale = -(1.0 - self.p) * self.eps if self.rule == "hinton2012" else -self.eps
-        for layer, velocity in zip(self.layers, self.velocity):
+        grad_scale = -(1.0 - self.momentum) * self.lr if self.rule == "hinton2012" else -self.lr
+        for layer, velocities in zip(self.layers, self.velocity):
             for name, w in layer.params.items():
-                v = velocity[name]
-                v *= self.p
-                v += grad_scale * layer.grads[name]
-                w += v
+                velocity = velocities[name]
+                velocity *= self.momentum
+                velocity += grad_scale * layer.grads[name]
+                w += velocity
             limit = getattr(layer, "max_norm", None)
             if limit is not None:
                 max_norm_(layer.params["W"], limit)
 
-    def state_dict(self):
-        return {f"{i}.{name}": v for i, vel in enumerate(self.velocity) for name, v in vel.items()}
+    def state_dict(self) -> dict[str, Any]:
+        """Every velocity, keyed "<layer index>.<parameter name>" (what a checkpoint stores)."""
+        return {f"{i}.{name}": velocity for i, velocities in enumerate(self.velocity)
+                for name, velocity in velocities.items()}
 
-    def load_state_dict(self, state):
-        for i, vel in enumerate(self.velocity):
-            for name, v in vel.items():
-                v[...] = get_xp(v).asarray(state[f"{i}.{name}"], dtype=v.dtype)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copy ``state`` (as ``state_dict`` gives it, host or device arrays) into the velocities."""
+        for i, velocities in enumerate(self.velocity):
+            for name, velocity in velocities.items():
+                velocity[...] = get_xp(velocity).asarray(state[f"{i}.{name}"], dtype=velocity.dtype)

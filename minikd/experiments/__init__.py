@@ -4,8 +4,11 @@ classes; temperature sweeps) and the tools around them (speed, figures,
 agreement, stability).
 
 Each command is a module with a ``main(argv)``, listed in minikd/cli.py; what
-they share -- the stage runner, checkpoints, results, flags -- has a module of
-its own here. Nothing in this package is needed to train or use a model:
-``import minikd`` imports only ``checkpoints`` (the one checkpoint reader,
-which ``minikd.load`` uses).
+they share has a module of its own here: the runner (stage.py) and its locked
+output folder (outdir.py), the one checkpoint reader and loader
+(checkpoints.py), the one report writer (report.py), the flag groups (args.py),
+and what the two section-3 experiments share (section3.py).
+
+Nothing in this package is needed to train or use a model: ``import minikd``
+imports only ``checkpoints`` (whose loader ``minikd.load`` uses).
 """

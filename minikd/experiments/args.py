@@ -133,11 +133,6 @@ def data_flags(*, default_out):
     return p
 
 
-def add_common_args(p, *, default_out):
-    """data_flags added to an existing parser, as ``parents=`` does (bench.py's, until it takes parents)."""
-    p._add_container_actions(data_flags(default_out=default_out))
-
-
 #: Single flags that several commands take, each declared here once (``shared_flags``).
 SHARED = {
     "--lr-warmup": dict(type=non_negative_int, default=None,
@@ -210,6 +205,3 @@ def load_data_or_exit(args):
                     "--dataset digits to run offline on scikit-learn's bundled digits")
         fail(f"{exc}{hint}")
 
-
-# The upper-case names these functions had; bench.py (being finished under issue 24) still imports them.
-POSITIVE_INT, NON_NEGATIVE_INT, NON_NEGATIVE_FLOAT = positive_int, non_negative_int, non_negative_float

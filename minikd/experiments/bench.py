@@ -18,8 +18,12 @@ from cached teacher logits at T = 20 -- the "quick" profile's recipe):
                       not apply (CuPy); off in training until a GPU has run it
   floor    the same epoch's 3L - 1 = 8 products (3 forward, 3 weight-gradient,
            2 input-gradient), alone, on the BLAS that step uses
-           (minikd.profile.ProductFloor)
+           (timing.ProductFloor)
   x floor  epoch / floor, the median of the per-repetition ratios
+
+This module times our engine; the PyTorch yardstick (--torch) is bench_torch.py,
+the peak memory of a reproduce run (--memory-of-reproduce) bench_memory.py, and
+the printed report and the targets bench_report.py.
 
 Each (step, model) runs ``--warmup`` untimed epochs, then ``--reps`` epochs,
 each paired with one timing of its floor; medians are reported. NumPy's and
@@ -49,7 +53,8 @@ Every figure goes to --json (default <out>/bench.json):
   torch, ours_over_torch           --torch: PyTorch's figures; our epoch / torch's epoch
   torch.models.<m>.paired          our default step's epochs alternating with PyTorch's:
                                    torch / ours per pair and their median (the targets use it)
-  targets                          issue 7's CPU targets, each {value, limit, met}
+  targets                          the CPU speed targets (bench_report.check_targets),
+                                   each {value, limit, met}
   memory, reproduce_memory         peak RSS of this process / of reproduce.py (--memory-of-reproduce)
 """
 from __future__ import annotations
@@ -57,42 +62,38 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-
 from ..engine.backend import backend_name, is_cupy, synchronize, to_host
 from ..fast import FlatStep, FusedStep
-from ..engine.optim import ExponentialDecay, LinearRamp
-from ..train import Trainer, build_model, teacher_soft_targets
-from .args import (NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, add_common_args, fail, load_data_or_exit,
-                   pick_backend_or_exit)
-from .profiles import profile_configs
-from .results import environment_info, write_json
-from .stage import prepare_arrays
-from .timing import BLAS_NAMES, ProductFloor, epoch_batches, epoch_flops, profile_epoch, step_products
+from ..train import Trainer, build_model, teacher_logits
+from .args import (data_flags, fail, load_data_or_exit, non_negative_float, non_negative_int,
+                   pick_backend_or_exit, positive_int)
+from .bench_memory import MIB, peak_rss_mib, reproduce_memory
+from .bench_torch import bench_torch
+from .bench_report import STEPS, check_targets, print_report
+from .report import write_json
+from .results import environment_info
+from .stage import prepare_arrays, stage_configs
+from .timing import (BLAS_NAMES, ProductFloor, alternate, epoch_batches, epoch_flops, profile_epoch, settle,
+                     step_products, summarize)
 
 MODELS = ("teacher", "student", "distilled")
-CONFIG_KEY = {"teacher": "teacher", "student": "student", "distilled": "distilled"}
-STEPS = ("fused", "reference", "flat")
 DEFAULT_STEPS = ("fused", "reference")
-MIB = 1 << 20
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, default_out="runs/bench")
-    p.add_argument("--train-size", type=POSITIVE_INT, default=None,
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                parents=[data_flags(default_out="runs/bench")])
+    p.add_argument("--train-size", type=positive_int, default=None,
                    help="time epochs over the first N training images (default: the whole training set)")
-    p.add_argument("--reps", type=POSITIVE_INT, default=3, help="timed epochs per model and step; the median is reported "
-                                                      "(default 3)")
-    p.add_argument("--warmup", type=NON_NEGATIVE_INT, default=1, help="untimed epochs before the timed ones (default 1)")
+    p.add_argument("--reps", type=positive_int, default=3,
+                   help="timed epochs per model and step; the median is reported (default 3)")
+    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed epochs before the timed ones (default 1)")
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated subset of {','.join(MODELS)} (default: all)")
     p.add_argument("--steps", default=",".join(DEFAULT_STEPS),
@@ -107,7 +108,7 @@ def parse_args(argv=None):
     p.add_argument("--memory-of-reproduce", action="store_true",
                    help="also measure the peak resident memory of `reproduce.py --profile quick --epochs 1` "
                         "(a child process; about one epoch of each model)")
-    p.add_argument("--settle", type=NON_NEGATIVE_FLOAT, default=0.5,
+    p.add_argument("--settle", type=non_negative_float, default=0.5,
                    help="seconds to pause between groups of work on different BLAS libraries (default 0.5)")
     args = p.parse_args(argv)
     args.models = _subset(p, "--models", args.models, MODELS)
@@ -124,12 +125,6 @@ def _subset(p, flag, text, allowed):
 
 
 # --------------------------------------------------------------------------- helpers
-def peak_rss_mib():
-    """The process's peak resident set so far (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (MIB if sys.platform == "darwin" else 1024)
-
-
 def _loadavg():
     """1-minute load average (None where the OS has none): a busy machine
     makes every figure here slower, the floor included."""
@@ -147,43 +142,7 @@ def blas_for(step, xp):
     return "numpy"
 
 
-def settle(seconds):
-    """Let the last BLAS's worker threads stop spinning before another BLAS starts."""
-    gc.collect()
-    time.sleep(seconds)
-
-
-def summarize(epoch_secs, floor_secs, n_images, flops):
-    ratios = [e / f for e, f in zip(epoch_secs, floor_secs)]
-    sec = statistics.median(epoch_secs)
-    floor = statistics.median(floor_secs)
-    return {
-        "sec_per_epoch": sec, "sec_per_epoch_runs": epoch_secs,
-        "images_per_sec": n_images / sec,
-        "floor_sec": floor, "floor_sec_runs": floor_secs,
-        "floor_gflops": flops / floor / 1e9,
-        "ratio_to_floor": statistics.median(ratios), "ratio_to_floor_runs": ratios,
-    }
-
-
 # --------------------------------------------------------------------------- our engine
-def alternate(first, second, reps, pause=None):
-    """``reps`` pairs of epochs of two runs, in alternating order (first, second;
-    then second, first; ...), so a drift of the machine's speed hits both alike.
-    ``first(r)`` / ``second(r)`` train repetition r's epoch and return its seconds;
-    ``pause()``, if given, runs before every epoch. Returns [(first_sec, second_sec)]."""
-    out = []
-    for r in range(reps):
-        order = (0, 1) if r % 2 == 0 else (1, 0)
-        secs = [None, None]
-        for who in order:
-            if pause is not None:
-                pause()
-            secs[who] = (first, second)[who](r)
-        out.append(tuple(secs))
-    return out
-
-
 def make_trainer(step, cfg, arrays, xp, soft=None):
     """A Trainer that trains with ``step`` ("fused", "reference" or "flat"), if that step applies."""
     return Trainer(cfg, xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
@@ -270,360 +229,6 @@ def run_breakdown(step, cfg, arrays, xp, args):
     return prof
 
 
-# --------------------------------------------------------------------------- PyTorch
-class TorchRun:
-    """The same network, recipe and update rule in PyTorch, gradients by autograd.
-
-    2012 momentum (v <- p v - (1 - p) eps g; w <- w + v) with the same
-    schedules, max-norm on the hidden layers' incoming weights (rows of
-    torch's (out, in) weight: ``renorm_`` along dim 0), dropout, and jitter as
-    a +-k pixel translation with zero fill (pad, then gather each image's window).
-    """
-
-    def __init__(self, torch, cfg, device, x, y, soft):
-        nn = torch.nn
-        self.torch, self.cfg, self.device = torch, cfg, device
-        self.x, self.y, self.soft = x, y, soft
-        layers, linears = [], []
-        if cfg.input_dropout:
-            layers.append(nn.Dropout(cfg.input_dropout))
-        sizes = cfg.sizes
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            lin = nn.Linear(n_in, n_out)
-            nn.init.normal_(lin.weight, std=cfg.init_std)
-            nn.init.zeros_(lin.bias)
-            layers.append(lin)
-            linears.append(lin)
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU(inplace=True))
-                if cfg.hidden_dropout:
-                    layers.append(nn.Dropout(cfg.hidden_dropout))
-        self.model = nn.Sequential(*layers).to(device)
-        self.params = list(self.model.parameters())
-        self.velocity = [torch.zeros_like(w) for w in self.params]
-        self.max_norm_weights = [lin.weight for lin in linears[:-1]] if cfg.max_norm else []
-        self.lr = ExponentialDecay(cfg.lr, cfg.lr_decay)
-        self.momentum = LinearRamp(cfg.momentum_start, cfg.momentum_end, cfg.momentum_ramp)
-        h, w = cfg.image_shape
-        self._rows = torch.arange(h, device=device)
-        self._cols = torch.arange(w, device=device)
-
-    def sync(self):
-        if str(self.device).startswith("cuda"):
-            self.torch.cuda.synchronize()
-
-    def jitter(self, xb):
-        torch, k = self.torch, int(self.cfg.jitter)
-        h, w = self.cfg.image_shape
-        b = xb.shape[0]
-        padded = torch.nn.functional.pad(xb.view(b, h, w), (k, k, k, k))
-        dy = torch.randint(-k, k + 1, (b, 1, 1), device=self.device)
-        dx = torch.randint(-k, k + 1, (b, 1, 1), device=self.device)
-        img = torch.arange(b, device=self.device).view(b, 1, 1)
-        rows = (k - dy) + self._rows.view(1, h, 1)
-        cols = (k - dx) + self._cols.view(1, 1, w)
-        return padded[img, rows, cols].reshape(b, h * w)
-
-    def loss(self, logits, idx, yb):
-        F, cfg = self.torch.nn.functional, self.cfg
-        if self.soft is None:
-            return F.cross_entropy(logits, yb)
-        t = float(cfg.temperature)
-        logp = F.log_softmax(logits / t, dim=1)
-        q = F.softmax(self.soft[idx] / t, dim=1)
-        loss = (cfg.soft_weight * t * t) * -(q * logp).sum(dim=1).mean()
-        if cfg.hard_weight:
-            loss = loss + cfg.hard_weight * F.cross_entropy(logits, yb)
-        return loss
-
-    def train_epoch(self, epoch):
-        torch, cfg = self.torch, self.cfg
-        eps, p = float(self.lr(epoch)), float(self.momentum(epoch))
-        c = -(1.0 - p) * eps if cfg.rule == "hinton2012" else -eps
-        self.model.train()
-        n = self.x.shape[0]
-        self.sync()
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, device=self.device)
-        total = torch.zeros((), device=self.device)
-        n_batches = 0
-        for start in range(0, n, cfg.batch_size):
-            idx = perm[start:start + cfg.batch_size]
-            xb = self.x[idx]
-            if cfg.jitter:
-                xb = self.jitter(xb)
-            yb = self.y[idx]
-            loss = self.loss(self.model(xb), idx, yb)
-            for w in self.params:
-                w.grad = None
-            loss.backward()
-            with torch.no_grad():
-                grads = [w.grad for w in self.params]
-                torch._foreach_mul_(self.velocity, p)
-                torch._foreach_add_(self.velocity, grads, alpha=c)
-                torch._foreach_add_(self.params, self.velocity)
-                for W in self.max_norm_weights:
-                    W.renorm_(2, 0, cfg.max_norm)
-            total += loss.detach()
-            n_batches += 1
-        self.sync()
-        return total / n_batches, time.perf_counter() - t0
-
-
-def bench_torch(models, cfgs, arrays, xp, soft, args):
-    try:
-        import torch
-    except ImportError:
-        return {"available": False,
-                "reason": "PyTorch is not installed: `pip install torch` to compare, or drop --torch"}
-    device = "cpu"
-    if is_cupy(xp):
-        if not torch.cuda.is_available():
-            return {"available": False, "reason": "--backend cupy, but this PyTorch build sees no CUDA device"}
-        device = "cuda"
-    torch.manual_seed(args.seed)
-    x = torch.from_numpy(to_host(arrays["x_train"])).to(device)
-    y = torch.from_numpy(to_host(arrays["y_train"]).astype("int64")).to(device)
-    soft_t = torch.from_numpy(to_host(soft)).to(device) if soft is not None else None
-    n = arrays["n_train"]
-    out = {"available": True, "version": torch.__version__, "device": device,
-           "threads": torch.get_num_threads(), "models": {}}
-    for model in models:
-        cfg = cfgs[CONFIG_KEY[model]]
-        run = TorchRun(torch, cfg, device, x, y, soft_t if model == "distilled" else None)
-        floor = ProductFloor(cfg.sizes, n, cfg.batch_size, blas="torch", device=device, seed=args.seed)
-        floor.warm_up()
-        for e in range(args.warmup):
-            run.train_epoch(e)
-        epoch_secs, floor_secs, loss = [], [], None
-        for r in range(args.reps):
-            floor_secs.append(floor.time_epoch())
-            loss, sec = run.train_epoch(args.warmup + r)
-            epoch_secs.append(sec)
-        out["models"][model] = {**summarize(epoch_secs, floor_secs, n, floor.flops), "last_loss": float(loss)}
-        del floor
-        # Paired: our default step's epochs alternate with PyTorch's (a pause between,
-        # so one library's spinning threads are quiet before the other starts).
-        ours = Trainer(cfg, xp, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                       soft_logits=soft if model == "distilled" else None, fast=True)
-        for e in range(args.warmup):
-            ours.train_epoch(e)
-        secs = alternate(lambda r: ours.train_epoch(args.warmup + r)[1],
-                         lambda r: run.train_epoch(args.warmup + args.reps + r)[1],  # after its own reps
-                         args.reps, pause=lambda: settle(args.settle))
-        pairs = [{"ours_sec": o, "torch_sec": t, "torch_over_ours": t / o} for o, t in secs]
-        out["models"][model]["paired"] = {
-            "ours_step": "fused" if ours.step_impl is not None else "reference",
-            "torch_over_ours": statistics.median(p["torch_over_ours"] for p in pairs), "pairs": pairs}
-        run = ours = None   # free them (the lambdas above hold the names, not the trainers)
-        gc.collect()
-    return out
-
-
-# --------------------------------------------------------------------------- reproduce.py's memory
-# The child reports its own high-water mark (VmHWM) on exit. Its ru_maxrss
-# would not do: Linux carries the parent's peak into a child across exec.
-_CHILD = """\
-import atexit, sys
-def _report():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    print("MINIKD_VMHWM_KIB", line.split()[1], file=sys.__stderr__, flush=True)
-    except OSError:
-        pass
-atexit.register(_report)
-# One epoch learns nothing, and the health check would stop the teacher there as "at chance"
-# before the other stages ran: this run measures memory, so its verdicts are off.
-from minikd import health
-health.HealthCheck.check = lambda self, *args, **kwargs: None
-from minikd.experiments.reproduce import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def reproduce_memory(args):
-    """Peak RSS of a child ``reproduce.py --profile quick --epochs 1`` (every stage, one epoch;
-    the peak comes from the data and the models, not from the number of epochs; the health
-    check's verdicts are off in the child, since one epoch learns nothing).
-    With --train-size the child gets it too, and the 1 GiB target is not judged."""
-    with tempfile.TemporaryDirectory(prefix="minikd-bench-") as tmp:
-        cmd = ["--profile", "quick", "--epochs", "1", "--backend", args.backend,
-               "--dataset", args.dataset, "--seed", str(args.seed), "--out", tmp]
-        if args.data_dir:
-            cmd += ["--data-dir", args.data_dir]
-        if args.train_size:
-            cmd += ["--train-size", str(args.train_size)]
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _CHILD, *cmd], capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-    shown = " ".join(c if c != tmp else "<tmp>" for c in cmd)
-    res = {"command": f"python scripts/reproduce.py {shown}", "returncode": proc.returncode, "wall_sec": wall, "peak_rss_mib": None,
-           "train_size": args.train_size}
-    for line in proc.stderr.splitlines():
-        if line.startswith("MINIKD_VMHWM_KIB "):
-            res["peak_rss_mib"] = int(line.split()[1]) / 1024
-    if res["peak_rss_mib"] is None:
-        res["note"] = "no /proc/self/status here: the child's peak is unknown"
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("MINIKD_VMHWM_KIB")]
-        res["error"] = (lines or ["(no message)"])[-1]
-    return res
-
-
-# --------------------------------------------------------------------------- targets
-def check_targets(res):
-    """The CPU targets of issue 7 for the default training path (the fused step
-    where it applies), each as {"value", "limit", "met"}; absent when not
-    measured, and none at all on CuPy (they are CPU targets)."""
-    if res["config"]["backend"] != "numpy":
-        return {}
-    def step_of(model):
-        steps = res["models"].get(model, {}).get("steps", {})
-        for name in STEPS:
-            if steps.get(name, {}).get("available"):
-                return name, steps[name]
-        return None, None
-
-    out = {}
-    for model in ("teacher", "student"):
-        name, s = step_of(model)
-        if s is not None:
-            out[f"{model}_epoch_over_floor"] = {"step": name, "value": s["ratio_to_floor"], "limit": 1.3,
-                                                "met": s["ratio_to_floor"] <= 1.3}
-    name, _ = step_of("student")
-    if name is not None and name in res["distilled_over_student"]:
-        v = res["distilled_over_student"][name]
-        out["distilled_over_student"] = {"step": name, "value": v, "limit": 1.15, "met": v <= 1.15,
-                                         "from": "paired"}
-    t = res.get("torch") or {}
-    for model, need in (("teacher", 1.5), ("student", 1.0)):
-        name, s = step_of(model)
-        if t.get("available") and s is not None and model in t["models"]:
-            paired = t["models"][model].get("paired")
-            if paired is not None and paired["ours_step"] == name:  # alternating epochs: drift cancels
-                v, how = paired["torch_over_ours"], "paired"
-            else:
-                v, how = t["models"][model]["sec_per_epoch"] / s["sec_per_epoch"], "medians"
-            out[f"torch_over_ours_{model}"] = {"step": name, "value": v, "limit": need, "met": v >= need,
-                                               "from": how}
-    rep = res.get("reproduce_memory") or {}
-    if rep.get("peak_rss_mib") is not None and rep.get("returncode") == 0 and rep.get("train_size") is None:
-        v = rep["peak_rss_mib"]
-        out["reproduce_peak_rss_mib"] = {"value": v, "limit": 1024, "met": v <= 1024}
-    return out
-
-
-# --------------------------------------------------------------------------- report
-def _table(rows):
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    line = "  ".join("-" * w for w in widths)
-    out = [line]
-    for i, r in enumerate(rows):
-        out.append("  ".join(str(c).rjust(w) if i and j > 1 else str(c).ljust(w)
-                             for j, (c, w) in enumerate(zip(r, widths))))
-        if i == 0:
-            out.append(line)
-    out.append(line)
-    return "\n".join(out)
-
-
-def print_report(res):
-    cfg = res["config"]
-    env = res["environment"]
-    load = env.get("loadavg_at_start")
-    print(f"\nminikd bench: {cfg['dataset']}, {cfg['n_train']} training images, batch {cfg['batch_size']}, "
-          f"{cfg['backend']} backend, median of {cfg['reps']} (after {cfg['warmup']} warm-up epoch(s))")
-    if load is not None:
-        print(f"{env['cpu_count']} CPUs, load average {load:.2f} at the start, {env['loadavg_at_end']:.2f} at the end "
-              f"(other work on the machine slows every figure)")
-    rows = [("model", "step", "s/epoch", "images/s", "floor s", "floor GFLOP/s", "x floor", "floor BLAS")]
-    for model, m in res["models"].items():
-        for step, s in m["steps"].items():
-            if not s["available"]:
-                rows.append((model, step, "-", "-", "-", "-", "-", s["note"]))
-                continue
-            rows.append((model, step, f"{s['sec_per_epoch']:.3f}", f"{s['images_per_sec']:.0f}",
-                         f"{s['floor_sec']:.3f}", f"{s['floor_gflops']:.0f}", f"{s['ratio_to_floor']:.2f}",
-                         s["blas_name"]))
-    print(_table(rows))
-    ops = [f"{model} {s['device_ops_per_step']:.1f}" for model, m in res["models"].items()
-           for step, s in m["steps"].items() if s.get("device_ops_per_step") is not None]
-    if ops:
-        print("kernel launches per step, as the CuPy stand-in counts them (issue 24's rule): " + ", ".join(ops))
-    if res["distilled_over_student"]:
-        print("distilled / student epoch, paired (alternating epochs, median of per-pair ratios): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in res["distilled_over_student"].items())
-              + "; from the medians above: "
-              + ", ".join(f"{k} {v:.2f}" for k, v in res["distilled_over_student_unpaired"].items()))
-    if res.get("soft_targets_sec") is not None:
-        print(f"teacher soft targets (computed once, not part of an epoch): {res['soft_targets_sec']:.3f} s")
-
-    t = res.get("torch")
-    if t is not None:
-        if not t["available"]:
-            print(f"\nPyTorch: skipped -- {t['reason']}")
-        else:
-            print(f"\nPyTorch {t['version']} ({t['device']}, {t['threads']} threads), same nets and recipe")
-            steps = [s for s in STEPS if any(s in r for r in res["ours_over_torch"].values())]
-            rows = [("model", "torch s/epoch", "torch floor s", "torch x floor")
-                    + tuple(f"{s}/torch" for s in steps) + ("torch/ours, paired",)]
-            for model, tm in t["models"].items():
-                ratios = res["ours_over_torch"].get(model, {})
-                paired = tm.get("paired")
-                rows.append((model, f"{tm['sec_per_epoch']:.3f}", f"{tm['floor_sec']:.3f}",
-                             f"{tm['ratio_to_floor']:.2f}") + tuple(
-                    f"{ratios[s]:.2f}" if s in ratios else "-" for s in steps)
-                    + (f"{paired['torch_over_ours']:.2f} ({paired['ours_step']})" if paired else "-",))
-            print(_table(rows))
-            print("(ours/torch < 1: minikd is faster; paired: our epochs alternating with PyTorch's, "
-                  "median of torch/ours per pair, > 1: minikd is faster)")
-
-    for step, prof in (res.get("breakdown") or {}).items():
-        if "error" in prof:
-            print(f"\nbreakdown ({step} step): {prof['error']}")
-            continue
-        print(f"\nwhere one teacher epoch goes ({step} step, {prof['epoch_sec']:.3f} s with timers on)")
-        rows = [("component", "seconds", "% epoch", "measured")]
-        for r in prof["rows"]:
-            rows.append((r["component"], f"{r['sec']:.3f}", f"{r['percent']:.1f}", r["how"]))
-        if prof.get("floor_sec") is not None:
-            rows.append(("(floor: products alone)", f"{prof['floor_sec']:.3f}",
-                         f"{100 * prof['floor_sec'] / prof['epoch_sec']:.1f}", "same BLAS, timed above"))
-        print(_table(rows))
-        if prof.get("max_norm_measured"):
-            m = prof["max_norm_measured"]
-            print(f"max-norm measured the column lengths in {m['exact']} of {m['steps']} layer-steps; "
-                  f"in the others a bound proved no column too long (minikd.fast.NormBound)")
-
-    targets = res.get("targets") or {}
-    if targets:
-        print("\ntargets (issue 7; CPU, default training path):")
-        for key, t in targets.items():
-            op = ">=" if key.startswith("torch_over_ours") else "<="
-            step = f" [{t['step']} step{', ' + t['from'] if 'from' in t else ''}]" if "step" in t else ""
-            print(f"  {key:28s} {t['value']:8.2f} {op} {t['limit']:<6g} {'met' if t['met'] else 'NOT met'}{step}")
-
-    mem = res["memory"]
-    per = []
-    for model, m in res["models"].items():
-        for step, s in m["steps"].items():
-            if s.get("available") and "allocated_peak_mib" in s["memory"]:
-                per.append(f"{model}/{step} {s['memory']['allocated_peak_mib']:.0f}")
-            elif s.get("available") and "device_pool_mib" in s["memory"]:
-                per.append(f"{model}/{step} {s['memory']['device_pool_mib']:.0f} (CuPy pool)")
-    print(f"\nmemory: this process's peak RSS {mem['peak_rss_mib']:.0f} MiB"
-          + (f"; allocated per model in its first epoch, MiB: {', '.join(per)}" if per else ""))
-    rep = res.get("reproduce_memory")
-    if rep is not None:
-        status = "" if rep["returncode"] == 0 else f" (exit {rep['returncode']}: {rep.get('error', '')})"
-        peak = "unknown" if rep["peak_rss_mib"] is None else f"{rep['peak_rss_mib']:.0f} MiB"
-        print(f"peak RSS of `{rep['command']}`: {peak}{status}")
-    if res.get("json_path"):
-        print(f"every figure: {res['json_path']}")
-
-
 # --------------------------------------------------------------------------- main
 def main(argv=None):
     args = parse_args(argv)
@@ -633,9 +238,7 @@ def main(argv=None):
         arrays = prepare_arrays(dataset, xp, train_size=args.train_size)
     except ValueError as exc:
         fail(str(exc))
-    cfgs = profile_configs("quick", n_features=dataset.n_features, n_classes=dataset.n_classes,
-                           image_shape=dataset.image_shape, seed=args.seed,
-                           jitter=2 if dataset.image_shape[0] >= 16 else 1)
+    cfgs = stage_configs("quick", dataset, seed=args.seed)
     n = arrays["n_train"]
     batch = cfgs["teacher"].batch_size
     json_path = Path(args.json) if args.json else Path(args.out) / "bench.json"
@@ -643,11 +246,11 @@ def main(argv=None):
         "config": {"argv": sys.argv[1:] if argv is None else list(argv), "dataset": dataset.name,
                    "n_train": n, "batch_size": batch, "backend": backend_name(xp), "reps": args.reps,
                    "warmup": args.warmup, "seed": args.seed, "steps": args.steps, "models": args.models,
-                   "stages": {m: cfgs[CONFIG_KEY[m]].to_dict() for m in args.models}},
+                   "stages": {m: cfgs[m].to_dict() for m in args.models}},
         "environment": {**environment_info(xp), "loadavg_at_start": _loadavg()},
-        "models": {m: {"sizes": list(cfgs[CONFIG_KEY[m]].sizes),
-                       "products_per_step": len(step_products(cfgs[CONFIG_KEY[m]].sizes, batch)),
-                       "flops_per_epoch": epoch_flops(cfgs[CONFIG_KEY[m]].sizes, n, batch),
+        "models": {m: {"sizes": list(cfgs[m].sizes),
+                       "products_per_step": len(step_products(cfgs[m].sizes, batch)),
+                       "flops_per_epoch": epoch_flops(cfgs[m].sizes, n, batch),
                        "steps": {}} for m in args.models},
     }
 
@@ -658,7 +261,7 @@ def main(argv=None):
         teacher = build_model(cfgs["teacher"], xp)
         synchronize(xp)
         t0 = time.perf_counter()
-        soft = teacher_soft_targets(teacher, arrays["x_train"])
+        soft = teacher_logits(teacher, arrays["x_train"])
         synchronize(xp)
         res["soft_targets_sec"] = time.perf_counter() - t0
         del teacher
@@ -668,7 +271,7 @@ def main(argv=None):
         settle(args.settle)
         print(f"timing the {step} step ({BLAS_NAMES[blas_for(step, xp)]}) ...", file=sys.stderr)
         for model in args.models:
-            res["models"][model]["steps"][step] = bench_engine(step, model, cfgs[CONFIG_KEY[model]],
+            res["models"][model]["steps"][step] = bench_engine(step, model, cfgs[model],
                                                                arrays, xp, soft, args)
         if args.breakdown:
             print(f"profiling one teacher epoch ({step} step) ...", file=sys.stderr)

@@ -36,7 +36,7 @@ import numpy as np
 from ..data import DataError, load_dataset, to_float
 from ..engine.backend import to_device, to_host
 from ..engine.losses import distillation_loss, softmax
-from ..train import Trainer, predict_logits, teacher_soft_targets
+from ..train import Trainer, predict_logits, teacher_logits
 from .args import fail, non_negative_int, pick_backend_or_exit, positive_float, positive_int
 from .checkpoints import CheckpointError, load_model
 from .report import pyplot, save_figure
@@ -348,7 +348,7 @@ def make_figures(argv=None):
             student = load_model(ckpt, xp, flag="--results' student")[0]
     if results is None:
         trainers["student"] = train(cfgs["student"], data, xp)
-        soft = teacher_soft_targets(teacher, data["x_train"])
+        soft = teacher_logits(teacher, data["x_train"])
         trainers["distilled"] = train(cfgs["distilled"], data, xp, soft_logits=soft)
     if student is None:
         student = (trainers.get("student") or train(cfgs["student"], data, xp)).model

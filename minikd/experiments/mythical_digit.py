@@ -40,7 +40,7 @@ import numpy as np
 
 from ..data import to_float
 from ..engine.backend import to_device, to_host
-from ..train import count_test_errors, predict_logits, teacher_soft_targets
+from ..train import count_test_errors, predict_logits, teacher_logits
 from .args import check_loss_weights, data_flags, fail, grad_bound_flags, loss_flags, positive_int
 from .report import finish_axes, print_table, pyplot, save_figure, write_csv, write_json
 from .results import environment_info, soft_targets_sha256
@@ -318,8 +318,8 @@ def _run(args, argv, xp, dataset):
               f"rows included; the students never see those rows, so the shifts chosen there stay honest "
               f"for them", file=sys.stderr)
     # The teacher's soft targets: once, in eval mode, on un-jittered images.
-    teacher_logits = to_host(teacher_soft_targets(teacher, x_train))
-    teacher_id = soft_targets_sha256(teacher_logits)
+    soft_logits = to_host(teacher_logits(teacher, x_train))
+    teacher_id = soft_targets_sha256(soft_logits)
 
     results = {"config": {"argv": sys.argv[1:] if argv is None else list(argv), "profile": args.profile,
                           "dataset": dataset.name, "data_source": dataset.source,
@@ -336,7 +336,7 @@ def _run(args, argv, xp, dataset):
         # Images, hard labels and soft targets all come from the same rows.
         arrays = dict(split, x_train=to_float(x_tr_host[rows], xp), y_train=to_device(y_tr_host[rows], xp),
                       n_train=len(rows))
-        soft = to_device(teacher_logits[rows], xp)
+        soft = to_device(soft_logits[rows], xp)
         exp_meta = dict(meta, experiment=spec["dir"])
         runs = []
         for i in range(args.seeds):

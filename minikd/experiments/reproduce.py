@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 
-from ..train import teacher_soft_targets
+from ..train import teacher_logits
 from .args import (check_loss_weights, data_flags, decay_factor, fail, grad_bound_flags, loss_flags,
                    positive_float, positive_int, shared_flags, with_grad_bound)
 from .profiles import EPOCHS, PROFILES, deviations_from_paper, describe_deviations, profile_configs
@@ -274,7 +274,7 @@ class SoftTargets:
 def soft_targets(teacher_model, x_transfer):
     """The teacher's soft targets (computed once, eval mode, un-jittered images) and their hash."""
     t0 = time.perf_counter()
-    soft = SoftTargets(teacher_soft_targets(teacher_model, x_transfer))
+    soft = SoftTargets(teacher_logits(teacher_model, x_transfer))
     print(f"teacher soft targets for {soft.logits.shape[0]} training images: {time.perf_counter() - t0:.1f} s "
           f"(computed once; sha256 {soft.sha256[:16]}...)", file=sys.stderr)
     return soft

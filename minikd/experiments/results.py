@@ -11,7 +11,6 @@ import sys
 import numpy as np
 
 from ..engine.backend import backend_name, to_host
-from .report import write_json  # noqa: F401  (bench.py imports it from here until issue 24 is done)
 
 PAPER_TABLE = {"teacher": 67, "student": 146, "distilled": 74}
 SEED_REPRO_TABLE = {"teacher": 100, "student": 171, "distilled": 111}

@@ -24,9 +24,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engine.layers import ReLU
 from ..engine.losses import softmax
-from ..train import Trainer, predict_logits, teacher_soft_targets
+from ..health import relu_alive
+from ..train import Trainer, predict_logits, teacher_logits
 from .args import (data_flags, fail, grad_bound_flags, load_data_or_exit, positive_float, positive_int,
                    shared_flags, with_grad_bound)
 from .checkpoints import CheckpointError, load_teacher
@@ -53,13 +53,9 @@ def gradient_sizes(soft_logits, labels, cfg):
 
 
 def dead_fractions(model, x):
-    """For each hidden ReLU, the share of its units that are 0 for every row of x."""
-    out, h = [], x
-    for layer in model.layers:
-        h = layer.forward(h, train=False)
-        if isinstance(layer, ReLU):
-            out.append(float((h.max(axis=0) <= 0).mean()))
-    return out
+    """For each hidden ReLU, the share of its units that are 0 for every row of x: the health
+    check's probe (``health.relu_alive``), read as what is dead rather than what is alive."""
+    return [1.0 - float(alive) for alive in relu_alive(model, x)[1]]
 
 
 def parse_args(argv=None):
@@ -84,7 +80,7 @@ def main(argv=None):
         teacher, _ = load_teacher(args.teacher, np, dataset=dataset)
     except CheckpointError as exc:
         fail(str(exc))
-    soft = teacher_soft_targets(teacher, arrays["x_train"])
+    soft = teacher_logits(teacher, arrays["x_train"])
     cfgs = stage_configs("quick", dataset, epochs=args.profile_epochs, seed=args.seed)
     cfg = cfgs["student" if args.student else "distilled"]
     if args.lr is not None:
@@ -112,7 +108,7 @@ def main(argv=None):
         share = np.bincount(pred, minlength=dataset.n_classes).max() / len(pred)
         w1 = float(np.linalg.norm(trainer.model.dense_layers()[0].params["W"]))
         dead = " ".join(f"{d:.2f}" for d in dead_fractions(trainer.model, probe))
-        print(f"epoch {epoch + 1}: eps {trainer.optimizer.eps:.3f}  loss {float(loss):.4g}  "
+        print(f"epoch {epoch + 1}: eps {trainer.optimizer.lr:.3f}  loss {float(loss):.4g}  "
               f"{arrays['eval_name']} errors {errors}/{arrays['n_eval']}  dead ReLUs per layer {dead}  "
               f"top class {100 * share:.0f}%  ||W1|| {w1:.3g}")
     return 0

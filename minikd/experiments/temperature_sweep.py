@@ -48,7 +48,7 @@ import numpy as np
 
 from ..data import to_float
 from ..engine.backend import to_host
-from ..train import teacher_soft_targets
+from ..train import teacher_logits
 from .args import (check_float_list, check_int_list, check_loss_weights, data_flags, fail, grad_bound_flags,
                    loss_flags, positive_int)
 from .report import finish_axes, print_table, pyplot, save_figure, write_csv, write_json
@@ -217,7 +217,7 @@ def _run(args, argv, xp, dataset):
     meta = run_meta(dataset, train_size=args.train_size, validation=False)
     teacher, teacher_info = section3_teacher(args, cfgs["teacher"], arrays, xp, dataset, out=out, meta=meta,
                                              test=(x_test, y_test))
-    soft = to_host(teacher_soft_targets(teacher, x_train)).astype(np.float32)
+    soft = to_host(teacher_logits(teacher, x_train)).astype(np.float32)
     del x_train, x_test, teacher, arrays
 
     # What makes a finished cell reusable: everything but its own T, width and seed.

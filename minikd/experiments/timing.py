@@ -20,6 +20,13 @@ the BLAS the engine's step uses (NumPy's ``@`` for the reference step,
 sgemm where that is missing -- for the fused step, cuBLAS on CuPy,
 ``torch.matmul`` for the PyTorch comparison).
 
+Pairs and medians
+-----------------
+``alternate`` times two runs' epochs in alternating order, so that a drift of
+the machine's speed hits both alike; ``summarize`` turns the repetitions of an
+epoch and of its floor into medians and ratios; ``settle`` lets one BLAS's
+spinning threads stop before another starts.
+
 The profile
 -----------
 ``profile_epoch`` runs one real epoch of a ``Trainer`` with timers wrapped
@@ -33,6 +40,8 @@ left of the epoch's wall time is Python and everything else.
 """
 from __future__ import annotations
 
+import gc
+import statistics
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -42,6 +51,45 @@ import numpy as np
 
 from .. import fast
 from ..engine.backend import synchronize
+
+
+# --------------------------------------------------------------------------- pairs and medians
+def alternate(first, second, reps, pause=None):
+    """``reps`` pairs of epochs of two runs, in alternating order (first, second;
+    then second, first; ...), so a drift of the machine's speed hits both alike.
+    ``first(r)`` / ``second(r)`` train repetition r's epoch and return its seconds;
+    ``pause()``, if given, runs before every epoch. Returns [(first_sec, second_sec)]."""
+    out = []
+    for r in range(reps):
+        order = (0, 1) if r % 2 == 0 else (1, 0)
+        secs = [None, None]
+        for who in order:
+            if pause is not None:
+                pause()
+            secs[who] = (first, second)[who](r)
+        out.append(tuple(secs))
+    return out
+
+
+def summarize(epoch_secs, floor_secs, n_images, flops):
+    """Medians of an epoch's repetitions and of its floor's, and their ratio (the median of
+    the per-repetition ratios)."""
+    ratios = [e / f for e, f in zip(epoch_secs, floor_secs)]
+    sec = statistics.median(epoch_secs)
+    floor = statistics.median(floor_secs)
+    return {
+        "sec_per_epoch": sec, "sec_per_epoch_runs": epoch_secs,
+        "images_per_sec": n_images / sec,
+        "floor_sec": floor, "floor_sec_runs": floor_secs,
+        "floor_gflops": flops / floor / 1e9,
+        "ratio_to_floor": statistics.median(ratios), "ratio_to_floor_runs": ratios,
+    }
+
+
+def settle(seconds):
+    """Let the last BLAS's worker threads stop spinning before another BLAS starts."""
+    gc.collect()
+    time.sleep(seconds)
 
 
 # --------------------------------------------------------------------------- the floor
@@ -321,10 +369,10 @@ def profile_epoch(trainer, epoch):
     rows = {name: (s, "in place") for name, s in timers.seconds.items()}
     if step is not None:
         opt = trainer.optimizer
-        grad_scale = -(1.0 - opt.p) * opt.eps if opt.rule == "hinton2012" else -opt.eps
+        grad_scale = -(1.0 - opt.momentum) * opt.lr if opt.rule == "hinton2012" else -opt.lr
         batches = epoch_batches(trainer.x_train.shape[0], trainer.cfg.batch_size)
         with np.errstate(all="ignore"):  # buffers scaled over and over: only the time matters
-            isolated = _time_fused_elementwise(step, batches, opt.p, grad_scale)
+            isolated = _time_fused_elementwise(step, batches, opt.momentum, grad_scale)
         for name, s in isolated.items():
             if name in rows:  # never the case today; keep both rather than lose one
                 name += " (isolated)"

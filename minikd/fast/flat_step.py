@@ -9,6 +9,9 @@ elementwise kernels per tensor (engine/optim.py):
 
     v <- p v;   t <- c g;   v <- v + t;   w <- w + v          (c = -(1 - p) eps)
 
+(v a velocity, p the momentum mu_t and eps the learning rate eps_t of optim.py, as
+Hinton et al. 2012 write them)
+
 six tensors for a three-layer MLP, 24 launches per step. The update is the same
 for every number of every tensor, so if all the weights and biases lie side by
 side in one array P, their gradients in G and their velocities in V (each layer's
@@ -92,8 +95,8 @@ class FlatStep:
         parts, dlogits = loss_fn(logits)
         self.backward(dlogits)
         opt = self.opt
-        c = -(1.0 - opt.p) * opt.eps if opt.rule == "hinton2012" else -opt.eps
-        self.V *= opt.p
+        c = -(1.0 - opt.momentum) * opt.lr if opt.rule == "hinton2012" else -opt.lr
+        self.V *= opt.momentum
         self.V += c * self.G
         self.P += self.V
         for layer in opt.layers:

@@ -2,6 +2,10 @@
 ``minikd.train.ReferenceStep``, rearranged for speed. Read engine/layers.py,
 engine/losses.py and engine/optim.py first: this file only reorders what they do.
 
+Notation: as in Hinton et al. (2012), v is a velocity, p the momentum and eps
+the learning rate -- engine/optim.py's ``velocity``, mu_t (``optimizer.momentum``)
+and eps_t (``optimizer.lr``).
+
 What changes, and why it is allowed:
 
 1. **Momentum folded into the weight-gradient product, with beta = 1.**
@@ -155,8 +159,8 @@ class FusedStep:
 
         # ---- backward and update, top layer first
         opt = self.opt
-        p = opt.p
-        c = -(1.0 - p) * opt.eps if opt.rule == "hinton2012" else -opt.eps
+        p = opt.momentum
+        c = -(1.0 - p) * opt.lr if opt.rule == "hinton2012" else -opt.lr
         for i in range(len(self.dense) - 1, -1, -1):
             dense, vel, a = self.dense[i], self.velocity[i], inputs[i]
             W, b = dense.params["W"], dense.params["b"]

@@ -153,10 +153,10 @@ def test_check_loss_catches_a_missing_temperature_factor(xp):
         loss, dz = right(z_)
         return loss, dz / 25.0
 
-    assert check_loss(right, z, eps=1e-4) < 1e-6
-    assert loss_error(wrong, z, eps=1e-4) == pytest.approx(1 - 1 / 25, rel=1e-6)
+    assert check_loss(right, z, h=1e-4) < 1e-6
+    assert loss_error(wrong, z, h=1e-4) == pytest.approx(1 - 1 / 25, rel=1e-6)
     with pytest.raises(AssertionError, match="of dL/dz"):
-        check_loss(wrong, z, eps=1e-4)
+        check_loss(wrong, z, h=1e-4)
 
 
 def test_every_public_function_has_type_hints():

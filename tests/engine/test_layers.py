@@ -66,7 +66,7 @@ def test_gradcheck_teacher_shaped_mlp(xp):
     x = randn(xp, (4, 30), seed=6)
     errors = check_layer(model, x, rng=host_rng(), forward_kwargs={"freeze_mask": True})
     assert set(errors) == {"x", "1.W", "1.b", "4.W", "4.b", "7.W", "7.b"}
-    # the check is only meaningful if no ReLU input sat within eps of its kink
+    # the check is only meaningful if no ReLU input sat within h of its kink
     model.forward(x, train=True, freeze_mask=True)
     assert _min_abs_relu_input(model) > 1e-4
 

@@ -244,7 +244,7 @@ def test_a_short_run_follows_the_start_of_the_profiles_schedule(profile):
                 (full[stage].lr_decay, full[stage].momentum_ramp, full[stage].lr_warmup)
     two = build_optimizer(short["student"], build_model(short["student"], np))
     two.set_epoch(1)
-    assert two.p < 0.6 and two.eps > 0.5 * short["student"].lr      # not 0.99, not a 20x fall
+    assert two.momentum < 0.6 and two.lr > 0.5 * short["student"].lr      # not 0.99, not a 20x fall
     long = profiles.profile_configs(profile, n_features=64, n_classes=10, image_shape=(8, 8), epochs=6000)
     if profile == "quick":
         assert long["student"].lr_decay ** 6000 == pytest.approx(0.998 ** 3000)

@@ -55,6 +55,24 @@ def test_gradient_sizes_at_initialisation():
     assert g["soft"] > g["hard"] and g["combined"] > g["soft"]
 
 
+def test_dead_fractions_count_the_units_that_are_zero_for_every_row():
+    """Layer 1: two of its four units are dead by construction (weights and bias pushing them below 0 for
+    every non-negative input); layer 2 reads them. The trace's numbers come from the health check's probe."""
+    from minikd.engine.layers import mlp
+    model = mlp((3, 4, 2, 2), rng=np.random.default_rng(0), xp=np, dtype="float64")
+    dense = model.dense_layers()
+    dense[0].params["W"][:, :2] = -1.0
+    dense[0].params["b"][:2] = -0.5
+    x = np.random.default_rng(1).random((50, 3))
+    by_hand, h = [], x
+    for layer in model.layers:
+        h = layer.forward(h, train=False)
+        if type(layer).__name__ == "ReLU":
+            by_hand.append(float((h.max(axis=0) <= 0).mean()))
+    assert by_hand[0] == 0.5
+    assert stability.dead_fractions(model, x) == pytest.approx(by_hand, abs=1e-12)
+
+
 def test_the_trace_runs_on_digits(tmp_path):
     out = tmp_path / "t"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "reproduce.py"), "--backend", "numpy", "--dataset",

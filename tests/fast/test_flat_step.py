@@ -13,7 +13,7 @@ from minikd.engine.backend import to_host
 from minikd.experiments.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays
 from minikd.fast import FlatStep, FusedStep
-from minikd.train import ReferenceStep, Trainer, build_model, teacher_soft_targets
+from minikd.train import ReferenceStep, Trainer, build_model, teacher_logits
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_flat_step_equals_the_reference_step_to_the_bit_in_20_launches_fewer(cp,
     """Teacher: dropout, jitter, max-norm; distilled: soft targets and the row bound."""
     cfgs = configs(digits)
     arrays = prepare_arrays(digits, cp)
-    soft = teacher_soft_targets(build_model(cfgs["teacher"], cp), arrays["x_train"]) if stage == "distilled" else None
+    soft = teacher_logits(build_model(cfgs["teacher"], cp), arrays["x_train"]) if stage == "distilled" else None
     ref, ref_launches = trained(cfgs[stage], cp, arrays, soft, flat=False)
     flat, flat_launches = trained(cfgs[stage], cp, arrays, soft, flat=True)
     assert type(ref.step) is ReferenceStep and type(flat.step) is FlatStep
