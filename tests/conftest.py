@@ -4,6 +4,8 @@ The cupy case is skipped (with the backend's own one-sentence reason) unless
 CuPy imports and a CUDA device is visible. Tests make data on the host with
 NumPy, move it with ``xp.asarray`` and bring results back with ``to_host``.
 """
+import sys
+
 import pytest
 
 from minikd.engine.backend import BackendError, get_backend
@@ -34,3 +36,19 @@ def mnist_dir():
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(msg + " (CI=true: this must not be skipped)")
     pytest.skip(msg)
+
+
+@pytest.fixture
+def cp(monkeypatch):
+    """The CPU stand-in for CuPy (tests/cupy_standin.py), installed as ``cupy`` for this test only."""
+    import cupy_standin
+    for name, m in cupy_standin.MODULES.items():
+        monkeypatch.setitem(sys.modules, name, m)
+    return cupy_standin.module
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits as a minikd Dataset (tests that need arrays define their own)."""
+    from minikd.data import load_dataset
+    return load_dataset("digits")

@@ -17,7 +17,6 @@ import numpy
 import pytest
 
 import cupy_standin
-from minikd.data import load_dataset
 from minikd.engine.backend import backend_name, get_backend, get_xp, is_cupy, make_rng, to_host
 from minikd.engine.layers import Dense, Dropout, bernoulli_mask
 from minikd.experiments.profiles import profile_configs
@@ -27,19 +26,6 @@ from minikd.train import Trainer, build_model, teacher_logits
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = Path(cupy_standin.__file__)
 ENV = dict(os.environ, MPLBACKEND="Agg", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-
-
-@pytest.fixture
-def cp(monkeypatch):
-    """The stand-in, installed as ``cupy`` for this test only."""
-    for name, m in cupy_standin.MODULES.items():
-        monkeypatch.setitem(sys.modules, name, m)
-    return cupy_standin.module
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def small_configs(digits, epochs=2, batch_size=None, **kw):

@@ -9,30 +9,16 @@ and these tests hold the plain per-parameter CuPy step to at most 90 (teacher),
 included, divided by its number of batches.
 """
 import json
-import sys
 
 import numpy
 import pytest
 
 import cupy_standin
-from minikd.data import load_dataset
 from minikd.experiments.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays
 from minikd.train import Trainer, build_model, teacher_logits
 
 LIMITS = {"teacher": 90, "student": 58, "distilled": 80}
-
-
-@pytest.fixture
-def cp(monkeypatch):
-    for name, m in cupy_standin.MODULES.items():
-        monkeypatch.setitem(sys.modules, name, m)
-    return cupy_standin.module
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def bench_configs(digits):

@@ -2,30 +2,16 @@
 velocities, behind Trainer(flat=True), off by default. Run on the CuPy stand-in: the same
 numbers as the reference step to the bit, 20 launches fewer per step, parameters that are
 views of the buffer (checkpoints load into them)."""
-import sys
 
 import numpy
 import pytest
 
 import cupy_standin
-from minikd.data import load_dataset
 from minikd.engine.backend import to_host
 from minikd.experiments.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays
 from minikd.fast import FlatStep, FusedStep
 from minikd.train import ReferenceStep, Trainer, build_model, teacher_logits
-
-
-@pytest.fixture
-def cp(monkeypatch):
-    for name, m in cupy_standin.MODULES.items():
-        monkeypatch.setitem(sys.modules, name, m)
-    return cupy_standin.module
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def configs(digits):
