@@ -19,19 +19,13 @@ from minikd.experiments import checkpoints, mythical_digit, reproduce, stage
 from minikd.experiments.report import write_json
 from minikd.experiments.variants import idx_bytes
 from minikd.train import Trainer
+from cli_run import run
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ["--backend", "numpy", "--dataset", "digits"]
 STUDENT1 = [*DIGITS, "--stages", "student", "--epochs", "1"]
 
 
-def run(module, argv, capsys):
-    """(exit code, stderr) of module.main(argv)."""
-    try:
-        code = module.main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def last_line(err):

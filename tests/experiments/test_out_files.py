@@ -16,6 +16,7 @@ from minikd.experiments import outdir
 from minikd.experiments import mythical_digit, reproduce, temperature_sweep
 from minikd.experiments.checkpoints import read_checkpoint
 from minikd.experiments.profiles import profile_configs
+from cli_run import run
 
 DIGITS = ["--backend", "numpy", "--dataset", "digits"]
 MYTHICAL = [*DIGITS, "--teacher-width", "16", "--width", "8", "--teacher-epochs", "1", "--epochs", "1",
@@ -24,13 +25,6 @@ SWEEP = [*DIGITS, "--teacher-width", "16", "--teacher-epochs", "1", "--epochs", 
          "--temperatures", "2,20", "--widths", "8", "--workers", "1", "--no-processes"]
 
 
-def run(module, argv, capsys):
-    """(exit code, stderr) of module.main(argv), in this process."""
-    try:
-        code = module.main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 def files_not_listed(out):
