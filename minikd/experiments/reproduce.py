@@ -233,6 +233,7 @@ def _run(args, argv, xp, dataset):
             if stage == "distilled" and soft is None:   # the teacher saved in --out
                 teacher = run_stage(cfgs["teacher"], arrays_of["teacher"], xp, reuse_only=True, **stage_kw("teacher"))
                 soft = soft_targets(teacher[0].model, arrays["x_train"])
+                name_the_loaded_teacher(results["models"].get("teacher"), teacher[1]["checkpoint"], soft)
             runs = []
             for seed in seeds_of(stage):
                 trainer, entry = run_stage(with_seed(stage, seed), arrays_of[stage], xp,
@@ -280,6 +281,13 @@ def soft_targets(teacher_model, x_transfer):
     return soft
 
 
+def name_the_loaded_teacher(row, checkpoint, soft):
+    """A teacher row carried from a results.json written before minikd recorded soft-target hashes
+    names none; when it describes the very checkpoint this run loaded, its hash is this run's."""
+    if row is not None and "soft_targets_sha256" not in row and row.get("checkpoint") == checkpoint:
+        row["soft_targets_sha256"] = soft.sha256
+
+
 def drop_rows_of_another_teacher(models, trained_now, results_path):
     """A table must not mix a distilled student with a teacher that did not teach it.
 
@@ -295,9 +303,12 @@ def drop_rows_of_another_teacher(models, trained_now, results_path):
     if len(carried) != 1:   # both trained now share one teacher by construction; both carried were checked then
         return
     stale = carried[0]
+    key = "soft_targets_sha256" if stale == "teacher" else "teacher_soft_targets_sha256"
+    why = ("names no teacher (it was written before minikd recorded them)" if key not in models[stale]
+           else "learned from (or is) another teacher than this run's")
     del models[stale]
-    print(f"{results_path}: the {stale} row from an earlier run learned from (or is) another teacher than this "
-          f"run's, so it is dropped from the table; train it again (--stages {stale}) to fill it", file=sys.stderr)
+    print(f"{results_path}: the {stale} row from an earlier run {why}, so it is dropped from the table; "
+          f"train it again (--stages {stale}) to fill it", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -309,6 +309,14 @@ def test_results_name_their_teacher_and_threads_and_refuse_to_mix_teachers(tmp_p
     run_cli(*base, "--stages", "distilled", "--overwrite", "--seed", "1")
     res3 = json.loads((out / "results.json").read_text())
     assert res3["models"]["distilled"]["teacher_soft_targets_sha256"] == res2["models"]["teacher"]["soft_targets_sha256"]
+    # a results.json from before the hashes: its teacher row names none, but it is the checkpoint this
+    # run loads, so it is kept and named, not dropped
+    del res3["models"]["teacher"]["soft_targets_sha256"]
+    (out / "results.json").write_text(json.dumps(res3))
+    proc = run_cli(*base, "--stages", "distilled", "--overwrite", "--seed", "1")
+    res4 = json.loads((out / "results.json").read_text())
+    assert res4["models"]["teacher"]["soft_targets_sha256"] == res2["models"]["teacher"]["soft_targets_sha256"]
+    assert "dropped" not in proc.stderr
 
 
 def test_published_columns_only_for_comparable_runs():
