@@ -236,11 +236,15 @@ def distill_config(args, dataset, cfgs):
     return fresh["distilled"]
 
 
+def mnist_configs(profile):
+    """``profile``'s StageConfigs on MNIST's shapes: what --help, README and the tests describe."""
+    return profile_configs(profile, n_features=784, n_classes=10, image_shape=(28, 28))
+
+
 def deviations_markdown():
     """Every profile's departures as one Markdown table (README's results section prints it, and a test
     holds the two equal): a row per setting, a column per profile; "as the paper" where a profile keeps it."""
-    lists = {name: deviations_from_paper(profile_configs(name, n_features=784, n_classes=10, image_shape=(28, 28)))
-             for name in PROFILES}
+    lists = {name: deviations_from_paper(mnist_configs(name)) for name in PROFILES}
     settings, paper = [], {}
     for rows in lists.values():
         for r in rows:

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..train import teacher_logits
 from .args import (check_loss_weights, data_flags, decay_factor, fail, grad_bound_flags, loss_flags,
                    positive_float, positive_int, shared_flags, with_grad_bound)
-from .profiles import EPOCHS, PROFILES, deviations_from_paper, describe_deviations, profile_configs
+from .profiles import EPOCHS, PROFILES, deviations_from_paper, describe_deviations, mnist_configs
 from .report import finish_axes, print_table, pyplot, save_figure, write_json
 from .results import PAPER_TABLE, SEED_REPRO_TABLE, environment_info, soft_targets_sha256
 from .stage import (STAGE_ALIASES, STAGES, StageRunError, checkpoint_path, prepare_arrays, refuse_overwrite,
@@ -37,8 +37,9 @@ def parse_args(argv=None):
                                          shared_flags("--lr-warmup", "--validation", "--no-fast")])
     p.add_argument("--profile", choices=PROFILES, default="quick",
                    help="quick: the 2012 recipe with fewer epochs, for a 2-core CPU (default); paper: the paper's "
-                        "3,000 epochs and schedules. Neither is the paper's recipe unchanged: every departure is "
-                        "listed at the end of this help and in results.json (deviations_from_paper)")
+                        "3,000 epochs and schedules; demo: the quick profile's first epochs, its students on the "
+                        "first 2,000 images (a few minutes). None is the paper's recipe unchanged: every departure "
+                        "is listed at the end of this help and in results.json (deviations_from_paper)")
     p.add_argument("--stages", default="teacher,student,distilled",
                    help="comma-separated subset of teacher,student,distilled (default: all; 'distill' "
                         "is accepted for distilled). distilled without teacher reuses the teacher saved in --out")
@@ -65,9 +66,9 @@ def parse_args(argv=None):
                    help="train the chosen stages from scratch even where --out holds their checkpoints "
                         "(without it, or --resume, a run that would replace one stops before training)")
     p.add_argument("--checkpoint-every", type=positive_int, default=None,
-                   help="epochs between checkpoints (default: 1 for quick, 10 for paper)")
+                   help="epochs between checkpoints (default: 10 for paper, 1 for the others)")
     p.add_argument("--eval-every", type=positive_int, default=None,
-                   help="epochs between test evaluations (default: 1 for quick, 10 for paper)")
+                   help="epochs between test evaluations (default: 10 for paper, 1 for the others)")
     args = p.parse_args(argv)
     stages = [STAGE_ALIASES.get(s.strip(), s.strip()) for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
@@ -86,8 +87,7 @@ def profiles_epilog():
     parts = ["Where each profile departs from the paper (Hinton et al. 2012 appendix A, 2015 section 3), "
              "or chooses where it is silent:"]
     for name in PROFILES:
-        cfgs = profile_configs(name, n_features=784, n_classes=10, image_shape=(28, 28))
-        parts.append(f"--profile {name}:\n" + describe_deviations(deviations_from_paper(cfgs)))
+        parts.append(f"--profile {name}:\n" + describe_deviations(deviations_from_paper(mnist_configs(name))))
     return "\n\n".join(parts)
 
 
@@ -201,6 +201,7 @@ def _run(args, argv, xp, dataset):
         """run_stage's keywords for ``stage``: its images and the meta its checkpoint records."""
         return dict(run_kw, meta=run_meta(dataset, train_size=rows[stage], validation=args.validation,
                                           profile=args.profile))
+
     def with_seed(stage, seed):
         return replace(cfgs[stage], seed=seed)
 
