@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -49,7 +49,7 @@ class TrainedModel:
     """
 
     def __init__(self, network: Sequential, config: StageConfig, *, path: str = "",
-                 meta: Optional[dict[str, Any]] = None, epochs_done: Optional[int] = None) -> None:
+                 meta: dict[str, Any] | None = None, epochs_done: int | None = None) -> None:
         self.network = network
         self.config = config
         self.path = path
@@ -67,7 +67,7 @@ class TrainedModel:
         return int(self.config.sizes[-1])
 
     @property
-    def image_shape(self) -> Optional[tuple[int, int]]:
+    def image_shape(self) -> tuple[int, int] | None:
         """(H, W) of one image, or None when the checkpoint's image shape does not
         match its input size (then only (N, D) rows are accepted)."""
         h, w = (int(d) for d in self.config.image_shape)
@@ -124,7 +124,7 @@ def load(path: str | os.PathLike[str]) -> TrainedModel:
 
 
 def as_rows(x: ArrayLike, n_features: int,
-            image_shape: Optional[tuple[int, int]] = None) -> NDArray[np.float32]:
+            image_shape: tuple[int, int] | None = None) -> NDArray[np.float32]:
     """Inputs as float32 rows (N, n_features), scaled as in training.
 
     uint8 images (N, H, W) with (H, W) == image_shape, or uint8 rows (N, D):

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 from . import fast as fast_path
 from .data.augment import jitter as jitter_images
@@ -42,7 +43,7 @@ class StageConfig:
     batch_size: int = 100
     input_dropout: float = 0.0
     hidden_dropout: float = 0.0
-    max_norm: Optional[float] = None   # bound on each hidden unit's incoming weight length
+    max_norm: float | None = None   # bound on each hidden unit's incoming weight length
     jitter: int = 0                    # max translation in pixels (0 = none)
     image_shape: tuple = (28, 28)
     lr: float = 1.0                    # eps_0
@@ -56,7 +57,7 @@ class StageConfig:
     temperature: float = 20.0          # used when distilling
     hard_weight: float = 1.0
     soft_weight: float = 1.0
-    grad_bound: Optional[float] = None  # distilling: bound on each row's ||dL/dlogits|| (x N); None = off
+    grad_bound: float | None = None  # distilling: bound on each row's ||dL/dlogits|| (x N); None = off
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -68,7 +69,7 @@ class StageConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StageConfig":
+    def from_dict(cls, d: dict[str, Any]) -> StageConfig:
         """The config ``to_dict`` wrote, from any version of minikd's checkpoints."""
         d = dict(d)
         d.setdefault("lr_warmup", 0)  # checkpoints written before warm-up existed
@@ -160,8 +161,8 @@ class EpochLog:
     momentum: float
     # distilling, the loss in parts: loss = hard_weight * hard_loss + soft_weight * T^2 (H(q) + KL(q || p)),
     # and soft_kl = soft_weight * T^2 * KL(q || p), which falls to 0 as the student matches the teacher
-    hard_loss: Optional[float] = None
-    soft_kl: Optional[float] = None
+    hard_loss: float | None = None
+    soft_kl: float | None = None
 
 
 class ReferenceStep:
@@ -208,7 +209,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: StageConfig, xp: ArrayModule, x_train: Array, y_train: Array, x_test: Array,
-                 y_test: Array, *, soft_logits: Optional[Array] = None, model: Optional[Sequential] = None,
+                 y_test: Array, *, soft_logits: Array | None = None, model: Sequential | None = None,
                  fast: bool = False, flat: bool = False) -> None:
         self.cfg, self.xp = cfg, xp
         self.model = model if model is not None else build_model(cfg, xp, fast=fast)
@@ -328,7 +329,7 @@ class Trainer:
         self.epoch_means = table.astype(xp.float64).sum(axis=0) / len(starts)   # [loss] or [loss, hard, KL]
         return self.epoch_means[0], time.perf_counter() - t0
 
-    def fit(self, *, on_epoch: Optional[Callable[[EpochLog], None]] = None, eval_every: int = 1) -> list[EpochLog]:
+    def fit(self, *, on_epoch: Callable[[EpochLog], None] | None = None, eval_every: int = 1) -> list[EpochLog]:
         """Train from ``self.start_epoch`` to ``cfg.epochs``; returns the history."""
         for epoch in range(self.start_epoch, self.cfg.epochs):
             _, sec = self.train_epoch(epoch)

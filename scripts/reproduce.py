@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Reproduce the MNIST table of Hinton, Vinyals \& Dean (2015), section 3.
+r"""Reproduce the MNIST table of Hinton, Vinyals \& Dean (2015), section 3.
 
 A thin wrapper, the same as `minikd reproduce`: the code is minikd/experiments/reproduce.py.
 """

@@ -34,13 +34,14 @@ gradients differentiate the same function.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from .backend import Array, Generator, get_xp, random_subset
 
 
 def numerical_gradient(f: Callable[[], Any], x: Array, *, h: float = 1e-6,
-                       indices: Optional[Iterable[int]] = None) -> Array:
+                       indices: Iterable[int] | None = None) -> Array:
     """Central-difference gradient of the scalar function ``f`` at ``x``.
 
     f: takes no argument and reads x (which this function perturbs in place
@@ -77,7 +78,7 @@ def relative_error(a: Array, b: Array, floor: float = 1e-8) -> float:
 
 
 def gradient_error(f: Callable[[], Any], x: Array, analytic: Array, *, h: float = 1e-6,
-                   indices: Optional[Iterable[int]] = None) -> float:
+                   indices: Iterable[int] | None = None) -> float:
     """Relative error of ``analytic`` (ds/dx, x's shape) against the central
     differences of ``f``; only the coordinates ``indices`` when given."""
     if indices is not None:
@@ -90,7 +91,7 @@ def gradient_error(f: Callable[[], Any], x: Array, analytic: Array, *, h: float 
 
 
 def check_gradient(f: Callable[[], Any], x: Array, analytic: Array, *, h: float = 1e-6,
-                   rtol: float = 1e-6, indices: Optional[Iterable[int]] = None) -> float:
+                   rtol: float = 1e-6, indices: Iterable[int] | None = None) -> float:
     """``gradient_error``, raising AssertionError if it exceeds ``rtol``. Returns the error."""
     err = gradient_error(f, x, analytic, h=h, indices=indices)
     _fail_above(err, rtol, "")
@@ -98,8 +99,8 @@ def check_gradient(f: Callable[[], Any], x: Array, analytic: Array, *, h: float 
 
 
 def layer_errors(layer: Any, x: Array, *, rng: Generator, train: bool = True, h: float = 1e-6,
-                 max_coords: Optional[int] = None,
-                 forward_kwargs: Optional[dict] = None) -> dict[str, float]:
+                 max_coords: int | None = None,
+                 forward_kwargs: dict | None = None) -> dict[str, float]:
     """{name: relative error} of dL/dx and of every dL/dparam of ``layer`` at
     input ``x`` (float64), without judging them (``check_layer`` judges).
 
@@ -137,8 +138,8 @@ def layer_errors(layer: Any, x: Array, *, rng: Generator, train: bool = True, h:
 
 
 def check_layer(layer: Any, x: Array, *, rng: Generator, train: bool = True, rtol: float = 1e-6,
-                h: float = 1e-6, max_coords: Optional[int] = None,
-                forward_kwargs: Optional[dict] = None) -> dict[str, float]:
+                h: float = 1e-6, max_coords: int | None = None,
+                forward_kwargs: dict | None = None) -> dict[str, float]:
     """``layer_errors``, raising AssertionError (naming the gradient) if any
     error exceeds ``rtol``. Returns {name: relative error}."""
     errors = layer_errors(layer, x, rng=rng, train=train, h=h, max_coords=max_coords,

@@ -17,7 +17,8 @@ the layer. Shapes: a batch of N rows; x is (N, n_in), y is (N, n_out).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from .backend import Array, ArrayModule, Generator, get_xp
 
@@ -57,8 +58,8 @@ class Dense(Layer):
     output unit j, bias excluded -- after every update.
     """
 
-    def __init__(self, n_in: int, n_out: int, *, rng: Generator, xp: Optional[ArrayModule] = None,
-                 dtype: str = "float32", init_std: float = 0.01, max_norm: Optional[float] = None) -> None:
+    def __init__(self, n_in: int, n_out: int, *, rng: Generator, xp: ArrayModule | None = None,
+                 dtype: str = "float32", init_std: float = 0.01, max_norm: float | None = None) -> None:
         super().__init__()
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.max_norm = max_norm
@@ -72,7 +73,7 @@ class Dense(Layer):
         self.x = x
         return x @ self.params["W"] + self.params["b"]
 
-    def backward(self, dy: Array, *, input_grad: bool = True) -> Optional[Array]:
+    def backward(self, dy: Array, *, input_grad: bool = True) -> Array | None:
         self.grads["W"] = self.x.T @ dy
         self.grads["b"] = dy.sum(axis=0)
         if not input_grad:   # the input is the data: nobody reads dL/dx, so skip its product
@@ -130,8 +131,8 @@ class Dropout(Layer):
     needs the same function at x + h and x - h.
     """
 
-    def __init__(self, rate: float, *, rng: Optional[Generator] = None,
-                 sampler: Optional[MaskSampler] = None) -> None:
+    def __init__(self, rate: float, *, rng: Generator | None = None,
+                 sampler: MaskSampler | None = None) -> None:
         super().__init__()
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {rate}")
@@ -140,7 +141,7 @@ class Dropout(Layer):
         self.sampler = sampler if sampler is not None else bernoulli_mask
         self.mask = None
 
-    def draw_mask(self, rng: Optional[Generator], shape: tuple, dtype: Any, out: Optional[Array] = None) -> Array:
+    def draw_mask(self, rng: Generator | None, shape: tuple, dtype: Any, out: Array | None = None) -> Array:
         """A fresh (shape) mask for this layer's rate, from ``rng`` (or the layer's own)."""
         rng = rng if rng is not None else self.rng
         if rng is None:
@@ -148,7 +149,7 @@ class Dropout(Layer):
                              "or Dropout(rate, rng=...)")
         return self.sampler(rng, shape, self.rate, dtype, out=out)
 
-    def forward(self, x: Array, *, train: bool, rng: Optional[Generator] = None,
+    def forward(self, x: Array, *, train: bool, rng: Generator | None = None,
                 freeze_mask: bool = False) -> Array:
         if not train or self.rate == 0.0:
             self.mask = None
@@ -164,7 +165,7 @@ class Dropout(Layer):
         return f"Dropout({self.rate})"
 
 
-def bernoulli_mask(rng: Generator, shape: tuple, rate: float, dtype: Any, out: Optional[Array] = None) -> Array:
+def bernoulli_mask(rng: Generator, shape: tuple, rate: float, dtype: Any, out: Array | None = None) -> Array:
     """The plain inverted-dropout mask: [u >= rate] / (1 - rate), u ~ U[0, 1).
 
     rng: a NumPy or CuPy generator (the mask lives where it does). ``out``, if
@@ -191,7 +192,7 @@ class Sequential(Layer):
         super().__init__()
         self.layers = list(layers)
 
-    def forward(self, x: Array, *, train: bool, rng: Optional[Generator] = None,
+    def forward(self, x: Array, *, train: bool, rng: Generator | None = None,
                 freeze_mask: bool = False) -> Array:
         """``rng`` and ``freeze_mask`` reach the Dropout layers (and nested Sequentials)."""
         for layer in self.layers:
@@ -201,7 +202,7 @@ class Sequential(Layer):
                 x = layer.forward(x, train=train)
         return x
 
-    def backward(self, dy: Array, *, input_grad: bool = True) -> Optional[Array]:
+    def backward(self, dy: Array, *, input_grad: bool = True) -> Array | None:
         """dL/dx, after every layer has filled its ``grads``.
 
         ``input_grad=False`` (asked for by the training step, whose x is the data):
@@ -258,10 +259,10 @@ def _has_params(layer: Layer) -> bool:
     return bool(layer.params)
 
 
-def mlp(sizes: Sequence[int], *, rng: Generator, xp: Optional[ArrayModule] = None, dtype: str = "float32",
-        input_dropout: float = 0.0, hidden_dropout: float = 0.0, max_norm: Optional[float] = None,
-        init_std: float = 0.01, dropout_rng: Optional[Generator] = None,
-        mask_sampler: Optional[MaskSampler] = None) -> Sequential:
+def mlp(sizes: Sequence[int], *, rng: Generator, xp: ArrayModule | None = None, dtype: str = "float32",
+        input_dropout: float = 0.0, hidden_dropout: float = 0.0, max_norm: float | None = None,
+        init_std: float = 0.01, dropout_rng: Generator | None = None,
+        mask_sampler: MaskSampler | None = None) -> Sequential:
     """The paper's networks: Dense-ReLU(-Dropout) blocks and a final Dense.
 
     sizes: (n_in, h_1, ..., h_k, n_classes), e.g. (784, 1200, 1200, 10).

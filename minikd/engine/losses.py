@@ -63,12 +63,12 @@ Every function keeps the dtype it is given (float64 in, float64 out).
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .backend import Array, get_xp
 
 
-def log_softmax(z: Array, temperature: float = 1.0, *, out: Optional[Array] = None) -> Array:
+def log_softmax(z: Array, temperature: float = 1.0, *, out: Array | None = None) -> Array:
     """log softmax(z / T) along the last axis, stable for any magnitude of z.
 
     z: (N, C) -> (N, C), same dtype; written into ``out`` if given.
@@ -85,7 +85,7 @@ def softmax(z: Array, temperature: float = 1.0) -> Array:
     return xp.exp(log_softmax(z, temperature))
 
 
-def check_labels(labels: Array, n_classes: int, n_rows: Optional[int] = None) -> None:
+def check_labels(labels: Array, n_classes: int, n_rows: int | None = None) -> None:
     """Raise ValueError unless ``labels`` is an integer vector in [0, n_classes).
 
     On CuPy this reads two numbers back from the device (a synchronisation),
@@ -131,7 +131,7 @@ def _check_targets(targets: Array, logits: Array) -> None:
 
 
 def cross_entropy(logits: Array, labels: Array, *, check: bool = True,
-                  out: Optional[Array] = None) -> tuple[Array, Array]:
+                  out: Array | None = None) -> tuple[Array, Array]:
     """Mean softmax cross-entropy against integer labels or target rows.
 
     logits: (N, C) float; labels: (N,) int in [0, C), or their one-hot rows t
@@ -160,7 +160,7 @@ def cross_entropy(logits: Array, labels: Array, *, check: bool = True,
     return loss, dlogits
 
 
-def distillation_loss(student_logits: Array, teacher_logits: Array, labels: Optional[Array] = None, *,
+def distillation_loss(student_logits: Array, teacher_logits: Array, labels: Array | None = None, *,
                       temperature: float, hard_weight: float = 1.0, soft_weight: float = 1.0,
                       check: bool = True) -> tuple[Array, Array]:
     """Hinton et al. (2015): soft cross-entropy at T (times T^2) plus hard cross-entropy.
@@ -189,9 +189,9 @@ def distillation_loss(student_logits: Array, teacher_logits: Array, labels: Opti
     return parts[0], dlogits
 
 
-def distillation_parts(student_logits: Array, q: Array, labels: Optional[Array] = None, *, temperature: float,
-                       hard_weight: float = 1.0, soft_weight: float = 1.0, out: Optional[Array] = None,
-                       log_p_out: Optional[Array] = None) -> tuple[Array, Array]:
+def distillation_parts(student_logits: Array, q: Array, labels: Array | None = None, *, temperature: float,
+                       hard_weight: float = 1.0, soft_weight: float = 1.0, out: Array | None = None,
+                       log_p_out: Array | None = None) -> tuple[Array, Array]:
     """The distillation loss with its hard part, and its gradient, in one pass.
 
     q: the teacher's softmax(v / T), (N, C) in the student's dtype (the training

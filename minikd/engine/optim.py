@@ -35,7 +35,8 @@ a squared length is c = sqrt(15) (docs/choices.md gives the evidence).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Union
+from collections.abc import Callable
 
 from .backend import get_xp
 
