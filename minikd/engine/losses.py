@@ -1,6 +1,17 @@
 """Softmax cross-entropy and the distillation loss, each with its exact gradient.
 
-Notation: a batch of N examples, C classes, logits z of shape (N, C).
+Notation (one meaning per letter in this file and its docs)
+------------------------------------------------------------
+    N rows (examples) indexed by n, C classes indexed by c (and k, j)
+    z  (N, C)  the student's logits          v  (N, C)  the teacher's logits
+    T          the temperature
+    p = softmax(z / T)  the student's probabilities
+    q = softmax(v / T)  the teacher's probabilities
+    y  (N,)    integer labels in [0, C)
+    t  (N, C)  target rows: the labels one-hot (``one_hot``), or any rows that sum to 1
+
+Hinton et al. (2015) swap the two letters: their eq. 2 writes q for the
+student's softmax and p for the teacher's. Here p is always the student's.
 
 Log-softmax at temperature T
 ----------------------------
@@ -72,6 +83,7 @@ def log_softmax(z: Array, temperature: float = 1.0, *, out: Array | None = None)
     """log softmax(z / T) along the last axis, stable for any magnitude of z.
 
     z: (N, C) -> (N, C), same dtype; written into ``out`` if given.
+    Buffer: ``out`` is the training loop's log-p rows (via ``distillation_parts``), read once per epoch for the KL part.
     """
     s = z / temperature if temperature != 1.0 else z
     s = s - s.max(axis=-1, keepdims=True)
@@ -111,6 +123,12 @@ def _check_logits(logits: Array, name: str) -> None:
         raise ValueError(f"{name} must have shape (N, C), got {tuple(logits.shape)}")
 
 
+def _check_same_shape(teacher_logits: Array, student_logits: Array) -> None:
+    if tuple(teacher_logits.shape) != tuple(student_logits.shape):
+        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+                         f"{tuple(student_logits.shape)} must have the same shape")
+
+
 def _check_temperature(temperature: float) -> None:
     if not temperature > 0:  # also rejects NaN
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -136,9 +154,8 @@ def cross_entropy(logits: Array, labels: Array, *, check: bool = True,
 
     logits: (N, C) float; labels: (N,) int in [0, C), or their one-hot rows t
     (N, C) in the logits' dtype (``one_hot``; the training loop passes these).
-    Returns (loss, dlogits): loss a 0-d array, dlogits (N, C) = (p - onehot) / N.
-    ``out``: a 0-d array of the logits' dtype to write the loss into (the training
-    loop's table of batch losses), which is then the loss returned.
+    Returns (loss, dlogits): loss a 0-d array, dlogits (N, C) = (p - t) / N.
+    Buffer: ``out`` (0-d) is the training loop's cell of its table of batch losses: no step sums or reads a loss.
     """
     if check:
         _check_logits(logits, "logits")
@@ -149,12 +166,10 @@ def cross_entropy(logits: Array, labels: Array, *, check: bool = True,
     xp = get_xp(logits)
     n = logits.shape[0]
     t = labels if labels.ndim == 2 else one_hot(labels, logits.shape[1], logits.dtype)
-    logp = log_softmax(logits)
-    # Row n's dot product with its target row, one batched product: log p_{n, y_n} for a one-hot
-    # row (exactly: the other terms are 0). Dividing by -N is the minus sign and the mean at once.
-    picked = logp[:, None, :] @ t[:, :, None]          # (N, 1, 1)
-    loss = xp.divide(picked.sum(), -n, out=out)
-    dlogits = xp.exp(logp)
+    log_p = log_softmax(logits)
+    # -(1/N) sum_n sum_c t_{n,c} log p_{n,c}; for one-hot rows only log p_{n, y_n} is not multiplied by 0.
+    loss = xp.divide((t * log_p).sum(), -n, out=out)
+    dlogits = xp.exp(log_p)             # p = softmax(z)
     dlogits -= t
     dlogits /= n
     return loss, dlogits
@@ -173,14 +188,12 @@ def distillation_loss(student_logits: Array, teacher_logits: Array, labels: Arra
     student_logits, (N, C), batch mean included:
         soft_weight * T * (p - q) / N + hard_weight * (softmax(z) - onehot) / N
 
-    (``distillation_parts`` computes it, from q.)
+    (``distillation_parts`` computes it, from q.) No buffers.
     """
     if check:
         _check_temperature(temperature)
         _check_logits(student_logits, "student_logits")
-        if teacher_logits.shape != student_logits.shape:
-            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} and student logits "
-                             f"{tuple(student_logits.shape)} must have the same shape")
+        _check_same_shape(teacher_logits, student_logits)
         if labels is not None:
             check_labels(labels, student_logits.shape[1], student_logits.shape[0])
     q = softmax(teacher_logits, temperature).astype(student_logits.dtype, copy=False)
@@ -199,29 +212,26 @@ def distillation_parts(student_logits: Array, q: Array, labels: Array | None = N
     (N, C), or None (no hard term).
     Returns (parts, dlogits): parts a (2,) array [loss, hard cross-entropy] (0
     without labels), loss being ``distillation_loss``'s; dlogits: as there.
-    ``out``: a (2,) array of the logits' dtype to write the parts into (the
-    training loop's table of batch losses); it is then the parts returned.
-    ``log_p_out``: an (N, C) array to keep log p = log softmax(z / T) in, from
-    which the training log computes the KL part (``kl_rows``) once per epoch.
-    (``parts[i, ...]`` is a 0-d view of one entry: in NumPy ``parts[i]`` is a copy.)
+    Buffers: ``out`` (2,) is the training loop's row of its table of batch losses, written through the
+    0-d views ``parts[i, ...]`` (NumPy's ``parts[i]`` is a copy); ``log_p_out`` (N, C) its log-p rows (``kl_rows``).
     """
-    t = float(temperature)
+    T = float(temperature)
     n = student_logits.shape[0]
     xp = get_xp(student_logits)
     parts = out if out is not None else xp.empty(2, dtype=student_logits.dtype)
-    log_p = log_softmax(student_logits, t, out=log_p_out)
+    log_p = log_softmax(student_logits, T, out=log_p_out)
     soft = (q * log_p).sum() / -n
-    loss = (soft_weight * t * t) * soft
-    dlogits = xp.exp(log_p)
+    loss = (soft_weight * T * T) * soft
+    dlogits = xp.exp(log_p)             # p = softmax(z / T)
     dlogits -= q
-    dlogits *= soft_weight * t / n
+    dlogits *= soft_weight * T / n
     if labels is not None and hard_weight != 0.0:
         hard, dhard = cross_entropy(student_logits, labels, check=False, out=parts[1, ...])
-        if hard_weight != 1.0:   # (times 1 would change no bit and cost two passes)
-            xp.add(loss, hard_weight * hard, out=parts[0, ...])
-            dhard *= hard_weight
-        else:
-            xp.add(loss, hard, out=parts[0, ...])
+        if hard_weight != 1.0:
+            # Skipped at weight 1 (the default): times 1 changes no bit, and on a GPU the two products would
+            # be two more kernel launches a step (tests/test_launches.py holds the distilled step to a limit).
+            hard, dhard = hard_weight * hard, hard_weight * dhard
+        xp.add(loss, hard, out=parts[0, ...])
         dlogits += dhard
     else:
         parts[0], parts[1] = loss, 0.0
