@@ -8,7 +8,7 @@ central differences in float64. The table prints the largest relative error
 with the step h and the tolerance. The exit status is 1 if any row fails, so
 the command doubles as a self-test of an installation.
 
-The distillation rows use h = 1e-4, the layers and the cross-entropy 1e-6.
+The distillation rows use h = 1e-4, the layers, the cross-entropy and logit matching 1e-6.
 Why: the central difference is off by a rounding error of about
 u |L| / h (u = 2.2e-16, float64's machine epsilon), and the distillation loss is large next to its
 gradient (|L| up to 4e4 at logits near +-1e3 and T = 20, where its largest
@@ -29,7 +29,7 @@ import numpy as np
 from .engine.backend import make_rng
 from .engine.gradcheck import layer_errors, loss_error
 from .engine.layers import Dense, Dropout, ReLU, mlp
-from .engine.losses import cross_entropy, distillation_loss
+from .engine.losses import cross_entropy, distillation_loss, logit_matching
 
 TOLERANCE = 1e-6
 LAYER_H = 1e-6
@@ -91,6 +91,12 @@ def rows(seed=0):
     labels = rng.integers(0, c, size=n)
     out.append(("cross-entropy", f"z ({n}, {c})",
                 loss_error(lambda z: cross_entropy(z, labels), rng.standard_normal((n, c)) * 3, h=LOSS_H),
+                LOSS_H))
+    # logits whose rows do not average to 0: the row mean's derivative must drop out of dL/dz
+    v = rng.standard_normal((n, c)) * 3 + rng.uniform(-5, 5, size=(n, 1))
+    out.append(("logit matching", f"z ({n}, {c}), row means +-5",
+                loss_error(lambda z: logit_matching(z, v),
+                           rng.standard_normal((n, c)) * 3 + rng.uniform(-5, 5, size=(n, 1)), h=LOSS_H),
                 LOSS_H))
     for what, size, fn, z in distillation_cases(np.random.default_rng((seed, 1)), n, c):
         out.append((what, size, loss_error(fn, z, h=DISTILLATION_H), DISTILLATION_H))

@@ -1,4 +1,4 @@
-"""Softmax cross-entropy and the distillation loss, each with its exact gradient.
+"""Softmax cross-entropy, the distillation loss and logit matching, each with its exact gradient.
 
 Notation (one meaning per letter in this file and its docs)
 ------------------------------------------------------------
@@ -69,7 +69,20 @@ hard term uses) and onehot the labels as one-hot rows:
     distillation_loss = soft_weight * T^2 * L_soft + hard_weight * L_hard
     d/dz            = soft_weight * T (p - q) / N + hard_weight (p_1 - onehot) / N
 
-Both losses average over the batch and their gradients include that 1/N.
+Logit matching (Ba & Caruana 2014)
+----------------------------------
+That limit, as a loss of its own (``logit_matching``): with the centred
+difference r = zc - vc = (z - mean_c z) - (v - mean_c v), row by row,
+
+    L_match = (1/N) sum_n (1/2C) sum_c r_{n,c}^2        dL_match/dz = r / (C N)
+
+It needs no temperature. Its gradient is the T -> infinity limit of T^2 times
+the soft gradient, T (p - q) / N, which differs from r / (C N) by a relative
+error of order |zc| / T + |vc| / T (the values differ: T^2 L_soft grows
+without bound). Ba & Caruana regress the student's logits on the teacher's,
+uncentred; centring drops each row's constant, which a softmax cannot see.
+
+All three losses average over the batch and their gradients include that 1/N.
 Every function keeps the dtype it is given (float64 in, float64 out).
 """
 from __future__ import annotations
@@ -236,6 +249,40 @@ def distillation_parts(student_logits: Array, q: Array, labels: Array | None = N
     else:
         parts[0], parts[1] = loss, 0.0
     return parts, dlogits
+
+
+def logit_matching(student_logits: Array, teacher_logits: Array, *, check: bool = True,
+                   out: Array | None = None) -> tuple[Array, Array]:
+    """Squared distance between the centred logits (Ba & Caruana 2014), and its gradient.
+
+    student_logits z, teacher_logits v: (N, C). With r = (z - mean_c z) - (v - mean_c v) per row,
+
+        L = (1/N) sum_n (1/2C) sum_c r_{n,c}^2
+
+    Derivative, index notation: r_{n,c} depends on z_{n,j} through z_{n,j} itself and the row mean,
+    dr_{n,c}/dz_{n,j} = [c == j] - 1/C, so
+
+        dL/dz_{n,j} = (1/(N C)) sum_c r_{n,c} ([c == j] - 1/C)
+                    = (1/(N C)) (r_{n,j} - (1/C) sum_c r_{n,c})
+                    = r_{n,j} / (N C)          since sum_c r_{n,c} = 0 (both logits are centred).
+
+    Matrix form: dL/dz = r / (C N), (N, C): the T -> infinity limit of ``distillation_loss``'s soft
+    gradient with its T^2, T (p - q) / N (module docstring). Ba & Caruana regress on the raw logits;
+    centring drops each row's constant, which a softmax cannot see, so this is the limit for logits
+    that are not zero-mean too.
+    The teacher's logits are cast to the student's dtype; loss and gradient are in that dtype.
+    Returns (loss, dlogits): loss a 0-d array.
+    Buffer: ``out`` (0-d), as in ``cross_entropy``: a cell of the training loop's table of batch losses.
+    """
+    if check:
+        _check_logits(student_logits, "student_logits")
+        _check_same_shape(teacher_logits, student_logits)
+    xp = get_xp(student_logits)
+    n, n_classes = student_logits.shape
+    z, v = student_logits, teacher_logits.astype(student_logits.dtype, copy=False)
+    r = (z - z.mean(axis=1, keepdims=True)) - (v - v.mean(axis=1, keepdims=True))
+    loss = xp.divide((r * r).sum(), 2 * n_classes * n, out=out)
+    return loss, r / (n_classes * n)
 
 
 def kl_rows(q: Array, log_q: Array, log_p: Array) -> Array:

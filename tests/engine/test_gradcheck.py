@@ -179,7 +179,13 @@ def test_the_table_is_measured_by_the_engines_checker(monkeypatch, capsys):
     monkeypatch.setattr(gradcheck, "gradient_error", lambda *a, **k: 1.0)
     assert table.main([]) == 1
     out = capsys.readouterr().out
-    assert "0 passed, 21 failed" in out
+    assert "0 passed, 22 failed" in out
+
+
+def test_the_table_has_a_passing_logit_matching_row():
+    from minikd import gradcheck as table
+    found = [r for r in table.rows() if r[0] == "logit matching"]
+    assert len(found) == 1 and found[0][2] <= table.TOLERANCE, found
 
 
 def test_the_h_sweep_shows_rounding_at_small_h_and_a_pass_at_the_tables_h():
@@ -187,7 +193,7 @@ def test_the_h_sweep_shows_rounding_at_small_h_and_a_pass_at_the_tables_h():
     rows = table.sweep_h()
     big = [r for r in rows if "1e3" in r[1]]
     assert len(rows) == 16 and len(big) == 8
-    for what, size, f, g, errs in big:
+    for what, _size, f, g, errs in big:
         assert 1e3 < f < 1e5, what                        # the losses' real size at |z| ~ 1e3
         assert errs[1e-8] > 1e-5 > 1e-6 > errs[table.DISTILLATION_H], what
         # the rounding estimate u |L| / (h g) is within a factor 5 of what is measured at h = 1e-6

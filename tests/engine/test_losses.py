@@ -242,3 +242,66 @@ def test_distillation_parts_are_the_loss_and_its_hard_part(xp):
     no_labels = to_host(distillation_parts(z, q, None, temperature=T, soft_weight=sw)[0])
     assert no_labels[1] == 0.0
     assert no_labels[0] == to_host(distillation_loss(z, v, None, temperature=T, soft_weight=sw)[0])
+
+
+# ---------------------------------------------------------------- logit matching
+
+def test_logit_matching_value_and_gradient_by_hand(xp):
+    """Two rows, C = 3, N = 2, worked by hand:
+    row 0: z - mean z = (-1, 0, 1), v = 0 -> r = (-1, 0, 1), sum r^2 = 2
+    row 1: z - mean z = (-2, -2, 4), v - mean v = (3, 0, 0) - 1 = (2, -1, -1) -> r = (-4, -1, 5), sum r^2 = 42
+    L = (1/N) sum_n (1/2C) sum_c r^2 = (2 + 42) / (2 * 2 * 3) = 11/3;  dL/dz = r / (C N) = r / 6."""
+    from minikd.engine.losses import logit_matching
+    z = xp.asarray([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
+    v = xp.asarray([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    loss, grad = logit_matching(z, v)
+    assert numpy.ndim(to_host(loss)) == 0
+    numpy.testing.assert_allclose(to_host(loss), 11.0 / 3.0, rtol=1e-15)
+    numpy.testing.assert_allclose(to_host(grad), numpy.array([[-1.0, 0.0, 1.0], [-4.0, -1.0, 5.0]]) / 6.0,
+                                  rtol=1e-15, atol=1e-16)
+    # a constant added to a row of either changes nothing (a softmax cannot see it)
+    shifted = logit_matching(z + xp.asarray([[5.0], [-7.0]]), v + 3.0)
+    numpy.testing.assert_allclose(to_host(shifted[0]), 11.0 / 3.0, rtol=1e-14)
+    out = xp.zeros(())
+    assert logit_matching(z, v, out=out)[0] is out and float(to_host(out)) == float(to_host(loss))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logit_matching_keeps_the_students_dtype(xp, dtype):
+    from minikd.engine.losses import logit_matching
+    loss, grad = logit_matching(xp.asarray(host(0).astype(dtype)), xp.asarray(host(1)))
+    assert to_host(loss).dtype == to_host(grad).dtype == numpy.dtype(dtype)
+
+
+def test_logit_matching_refuses_mismatched_shapes(xp):
+    from minikd.engine.losses import logit_matching
+    with pytest.raises(ValueError, match="same shape"):
+        logit_matching(xp.asarray(host(0)), xp.asarray(host(1, shape=(N, C + 1))))
+
+
+def test_gradcheck_logit_matching(xp):
+    from minikd.engine.losses import logit_matching
+    z = xp.asarray(host(0, scale=3.0) + 4.0)            # not zero-mean: the mean's derivative must drop out
+    v = xp.asarray(host(1, scale=3.0) - 2.0)
+    _, grad = logit_matching(z, v)
+    check_gradient(lambda: logit_matching(z, v)[0], z, grad)
+
+
+def test_t_squared_soft_gradient_tends_to_logit_matchings_gradient(xp):
+    """T^2 d(soft term)/dz = T (p - q) / N -> r / (C N) as T grows, with an error of order |r| / T:
+    each tenfold T cuts the largest difference about tenfold. Logits not zero-mean (row means +-5),
+    so the uncentred (z - v) / (C N) would stay off at every T."""
+    from minikd.engine.losses import logit_matching
+    g = numpy.random.default_rng(4)
+    z = host(0, scale=2.0) + g.uniform(-5, 5, size=(N, 1))
+    v = host(1, scale=2.0) + g.uniform(-5, 5, size=(N, 1))
+    _, limit = logit_matching(xp.asarray(z), xp.asarray(v))
+    errors = []
+    for T in (10.0, 100.0, 1000.0):
+        _, soft = distillation_loss(xp.asarray(z), xp.asarray(v), None, temperature=T, hard_weight=0.0)
+        errors.append(float(numpy.abs(to_host(soft) - to_host(limit)).max()))
+    scale = float(numpy.abs(to_host(limit)).max())
+    centred = max(numpy.abs(a - a.mean(axis=1, keepdims=True)).max() for a in (z, v))
+    assert errors[0] > 1e-2 * scale                                # T = 10 is visibly not the limit yet
+    assert 7 < errors[0] / errors[1] < 13 and 7 < errors[1] / errors[2] < 13, errors
+    assert errors[2] < 2 * centred / 1000.0 * scale, (errors, centred, scale)   # O(|zc| / T + |vc| / T)
