@@ -42,9 +42,9 @@ Every figure goes to --json (default <out>/bench.json):
                                    floor_sec(_runs), floor_gflops, ratio_to_floor(_runs),
                                    last_loss, memory, device_ops_per_step
       device_ops_per_step          kernel launches of one training epoch (its setup included) per
-                                   batch, by issue 24's rule, as the CuPy stand-in counts them
-                                   (tests/cupy_standin.py); null where nothing counts them (NumPy,
-                                   real CuPy)
+                                   batch, as the CuPy stand-in counts them (the rule in
+                                   tests/cupy_standin.py's docstring); null where nothing counts
+                                   them (NumPy, real CuPy)
   distilled_over_student.<step>    distilled epoch / student epoch, paired: the two models'
                                    epochs alternate, median of the per-pair ratios
   distilled_over_student_unpaired  the same from the two models' medians (minutes apart)

@@ -78,7 +78,8 @@ def print_report(res):
     ops = [f"{model} {s['device_ops_per_step']:.1f}" for model, m in res["models"].items()
            for step, s in m["steps"].items() if s.get("device_ops_per_step") is not None]
     if ops:
-        print("kernel launches per step, as the CuPy stand-in counts them (issue 24's rule): " + ", ".join(ops))
+        print("kernel launches per step, as the CuPy stand-in counts them (tests/cupy_standin.py's rule): "
+              + ", ".join(ops))
     if res["distilled_over_student"]:
         print("distilled / student epoch, paired (alternating epochs, median of per-pair ratios): "
               + ", ".join(f"{k} {v:.2f}" for k, v in res["distilled_over_student"].items())
