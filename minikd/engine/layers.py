@@ -14,6 +14,8 @@ the input is the data asks for that (the training step, through
 Parameters live in ``self.params`` and their gradients in ``self.grads``, both
 dicts keyed by name ("W", "b"), so the optimizer can walk them without knowing
 the layer. Shapes: a batch of N rows; x is (N, n_in), y is (N, n_out).
+Letters as in docs/notation.md: rows n, input features i, output features j;
+y is only ever a layer's output (the labels are ``labels``).
 """
 from __future__ import annotations
 
@@ -48,14 +50,15 @@ class Dense(Layer):
 
     x: (N, n_in)   W: (n_in, n_out)   b: (n_out,)   y: (N, n_out)
 
-    dL/dW = x.T @ dy        (n_in, n_out)
-    dL/db = sum_n dy[n]     (n_out,)
-    dL/dx = dy @ W.T        (N, n_in)
+    dL/dW = x.T @ dy        (n_in, n_out)     dL/dW_ij = sum_n x_ni dy_nj
+    dL/db = sum_n dy[n]     (n_out,)          dL/db_j  = sum_n dy_nj
+    dL/dx = dy @ W.T        (N, n_in)         dL/dx_ni = sum_j dy_nj W_ij
 
-    Weights start from N(0, init_std^2) (0.01 in Hinton et al. 2012), biases
-    at 0. ``max_norm`` (None or a float) is read by the optimizer: it bounds
-    the Euclidean length of each column W[:, j] -- the incoming weights of
-    output unit j, bias excluded -- after every update.
+    Weights start from a normal distribution with standard deviation init_std
+    (0.01 in Hinton et al. 2012), biases at 0. ``max_norm`` (None or a float,
+    the limit lambda) is read by the optimizer: it bounds the Euclidean length
+    of each column W[:, j] -- the incoming weights of output unit j, bias
+    excluded -- after every update.
     """
 
     def __init__(self, n_in: int, n_out: int, *, rng: Generator, xp: ArrayModule | None = None,
@@ -114,21 +117,22 @@ class ReLU(Layer):
 
 class Dropout(Layer):
     """Inverted dropout: in training, zero each input with probability ``rate``
-    and scale the survivors by 1/(1 - rate), so evaluation is the identity.
+    (alpha) and scale the survivors by 1/(1 - alpha), so evaluation is the identity.
 
-    train:  y = x * m,  m_i = [u_i >= rate] / (1 - rate),  u_i ~ U[0, 1)
+    train:  y = x * k,  k_ni = [u_ni >= alpha] / (1 - alpha),  u_ni ~ U[0, 1)
     eval:   y = x
-    dL/dx = dL/dy * m   (train)   or   dL/dy   (eval)
+    dL/dx = dL/dy * k   (train)   or   dL/dy   (eval)
 
-    x, y, m: (N, D). The uniform draws come from ``rng``, the generator given
-    to ``forward`` (the training loop passes one per epoch), else the one given
-    here. ``sampler(rng, shape, rate, dtype, out=None)`` replaces
-    ``bernoulli_mask`` where a faster way to draw the same distribution is
-    handed in (minikd.fast does so on NumPy); it must return a mask with the
-    same meaning: 0 or a scale s, with E[m_i] = 1.
+    k is the keep mask (``self.mask``). x, y, k: (N, n_in), the same shape.
+    The uniform draws come from ``rng``, the generator given to ``forward``
+    (the training loop passes one per epoch), else the one given here.
+    ``sampler(rng, shape, rate, dtype, out=None)`` replaces ``bernoulli_mask``
+    where a faster way to draw the same distribution is handed in (minikd.fast
+    does so on NumPy); it must return a mask with the same meaning: 0 or a
+    scale (1/(1 - alpha) for ``bernoulli_mask``), with E[k_ni] = 1.
 
     ``freeze_mask=True`` in forward reuses the previous mask: a gradient check
-    needs the same function at x + h and x - h.
+    needs the same function at x + delta and x - delta (delta its step).
     """
 
     def __init__(self, rate: float, *, rng: Generator | None = None,
@@ -166,7 +170,7 @@ class Dropout(Layer):
 
 
 def bernoulli_mask(rng: Generator, shape: tuple, rate: float, dtype: Any, out: Array | None = None) -> Array:
-    """The plain inverted-dropout mask: [u >= rate] / (1 - rate), u ~ U[0, 1).
+    """The plain inverted-dropout keep mask k = [u >= alpha] / (1 - alpha), u ~ U[0, 1), alpha = ``rate``.
 
     rng: a NumPy or CuPy generator (the mask lives where it does). ``out``, if
     given, receives the mask.
@@ -184,8 +188,12 @@ def bernoulli_mask(rng: Generator, shape: tuple, rate: float, dtype: Any, out: A
 class Sequential(Layer):
     """Layers applied in order; backward runs them in reverse.
 
-    forward:  y = f_k(... f_2(f_1(x)))
-    backward: dL/dx = J_1^T (J_2^T (... J_k^T dL/dy))   (the chain rule)
+    forward:  y = f_last(... f_2(f_1(x)))
+    backward: dL/dx = J_1^T (J_2^T (... J_last^T dL/dy))   (the chain rule; J the layers' Jacobians)
+
+    backward is valid only after forward(x, train=True) on the same batch: each
+    layer's forward keeps what its backward reads (Dense its input, ReLU its
+    output, Dropout its mask).
     """
 
     def __init__(self, *layers: Layer) -> None:
@@ -265,7 +273,7 @@ def mlp(sizes: Sequence[int], *, rng: Generator, xp: ArrayModule | None = None, 
         mask_sampler: MaskSampler | None = None) -> Sequential:
     """The paper's networks: Dense-ReLU(-Dropout) blocks and a final Dense.
 
-    sizes: (n_in, h_1, ..., h_k, n_classes), e.g. (784, 1200, 1200, 10).
+    sizes: (n_in, hidden units of each hidden layer..., C), e.g. (784, 1200, 1200, 10).
     ``max_norm`` is set on the hidden layers only (the incoming weights of
     hidden units, Hinton et al. 2012); the output layer is unconstrained.
     ``dropout_rng`` is the Dropout layers' own generator (default ``rng``),
@@ -275,12 +283,12 @@ def mlp(sizes: Sequence[int], *, rng: Generator, xp: ArrayModule | None = None, 
     layers = []
     if input_dropout:
         layers.append(Dropout(input_dropout, rng=dropout_rng, sampler=mask_sampler))
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         hidden = i < len(sizes) - 2
         layers.append(Dense(n_in, n_out, rng=rng, xp=xp, dtype=dtype, init_std=init_std,
                             max_norm=max_norm if hidden else None))
         if hidden:
-            layers.append(ReLU(inplace=True))   # on the Dense layer's own output
+            layers.append(ReLU(inplace=True))   # on the Dense layer's own output: h is overwritten by max(h, 0)
             if hidden_dropout:
                 layers.append(Dropout(hidden_dropout, rng=dropout_rng, sampler=mask_sampler))
     return Sequential(*layers)

@@ -1,47 +1,57 @@
 """Momentum SGD as in Hinton et al. (2012, appendix A), its schedules, and max-norm.
 
-The 2012 update, per parameter w with its velocity (both on w's backend),
-at learning rate eps_t and momentum mu_t:
+Notation (docs/notation.md; plain ASCII here, so Greek letters are spelled out):
+eps_t is the learning rate of epoch t (``lr``), eps_0 the initial one, gamma its
+decay per epoch (``decay``); mu_t is the momentum of epoch t (``momentum``);
+Delta_w is the velocity of a parameter w (``velocity``), the step the update adds
+to w, and dw = dL/dw its gradient. The 2012 paper writes p_t for the momentum;
+here p is the student's probabilities (losses.py), so it is mu_t.
 
-    velocity <- mu_t * velocity - (1 - mu_t) * eps_t * dL/dw
-    w        <- w + velocity
+The 2012 update, per parameter w (its velocity lives on w's backend):
+
+    Delta_w <- mu_t * Delta_w - (1 - mu_t) * eps_t * dw
+    w       <- w + Delta_w
 
 The (1 - mu_t) factor keeps the step size comparable while mu_t changes: in a
-steady state velocity = -eps_t * dL/dw, whatever mu_t is. ``rule="classic"``
-drops the factor (velocity <- mu velocity - eps g), the usual "SGD with momentum".
-
-Notation: the 2012 paper writes p_t for the momentum and Delta w for the
-velocity; here they are mu_t (``momentum``) and ``velocity``, because p is the
-student's probabilities and v the teacher's logits in losses.py. eps_t is the
-paper's epsilon, the learning rate (``lr`` in the code), and nothing else.
+steady state Delta_w = -eps_t * dw, whatever mu_t is. ``rule="classic"`` drops
+the factor (Delta_w <- mu_t Delta_w - eps_t dw), the usual "SGD with momentum".
 
 Schedules are functions of the epoch index t = 0, 1, 2, ...:
-    eps_t = eps_0 * decay^t                               (ExponentialDecay)
-    mu_t  = mu_0 + (mu_1 - mu_0) * min(t / T_ramp, 1)     (LinearRamp)
 
-Max-norm (after every update): for each Dense layer with ``max_norm = c``,
+    eps_t = eps_0 * gamma^t * min(1, (t + 1) / (t_w + 1))                 (ExponentialDecay)
+    mu_t  = mu_start + (mu_end - mu_start) * min(1, t / t_mu)             (LinearRamp)
+
+t_w is the length of the learning-rate warm-up in epochs (``warmup``; 0: none)
+and t_mu that of the momentum's rise (``ramp_epochs``); mu_start and mu_end are
+the momentum at epoch 0 and from epoch t_mu on (``start``, ``end``; 0.5 and 0.99
+in the paper).
+
+Max-norm (after every update): for each Dense layer with ``max_norm = lambda``,
 every column W[:, j] -- the incoming weight vector of unit j, bias NOT
-included -- is rescaled to Euclidean length c if it is longer:
+included -- is rescaled to Euclidean length lambda if it is longer:
 
-    W[:, j] <- W[:, j] * min(1, c / ||W[:, j]||_2)  =  W[:, j] * c / max(||W[:, j]||_2, c)
+    W[:, j] <- W[:, j] * min(1, lambda / ||W[:, j]||_2)  =  W[:, j] * lambda / max(||W[:, j]||_2, lambda)
 
 (the second form, which the code uses, is one elementwise operation fewer; in
 floating point the two give the same factor, exactly 1 for a column at or
 under the limit).
 
 The bound is on the length, not the squared length; the paper's "15" read as
-a squared length is c = sqrt(15) (docs/choices.md gives the evidence).
+a squared length is lambda = sqrt(15) (docs/choices.md gives the evidence).
+
+Momentum and max-norm are updates, not gradients: the gradient check does not
+see them; tests/engine/test_optim.py checks them against hand-computed steps.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 from collections.abc import Callable
 
 from .backend import get_xp
 
 #: A learning rate or momentum: a number, or a function of the epoch index giving one.
-Schedule = Union[float, Callable[[int], float]]
+Schedule = float | Callable[[int], float]
 
 
 @dataclass(frozen=True)
@@ -54,12 +64,16 @@ class Constant:
 
 @dataclass(frozen=True)
 class ExponentialDecay:
-    """eps_t = initial * decay ** t, optionally after a linear warm-up:
+    """eps_t = initial * decay ** t, optionally times a linear warm-up ramp:
 
         eps_t = initial * decay ** t * min(1, (t + 1) / (warmup + 1))
 
-    so epoch 0 runs at initial / (warmup + 1) and epoch ``warmup`` at the
-    full rate. warmup = 0 (the default) is the plain 2012 decay.
+    The decay runs from epoch 0, under the ramp, so the rate never reaches
+    ``initial``: epoch 0 runs at initial / (warmup + 1), the ramp reaches 1 at
+    epoch ``warmup``, and there the rate is initial * decay ** warmup, its
+    largest value whenever decay > warmup / (warmup + 1). With warmup = 7 and
+    decay = 0.998 ** (3000 / 70) = 0.918 (the quick profile's distilled stage)
+    that peak is 0.548 * initial. warmup = 0 (the default) is the plain 2012 decay.
     """
     initial: float
     decay: float
@@ -72,7 +86,8 @@ class ExponentialDecay:
 
 @dataclass(frozen=True)
 class LinearRamp:
-    """Linear from ``start`` at epoch 0 to ``end`` at epoch ``ramp_epochs``, then flat."""
+    """mu_t = start + (end - start) * min(1, t / ramp_epochs): linear from ``start``
+    (mu_start) at epoch 0 to ``end`` (mu_end) at epoch ``ramp_epochs`` (t_mu), then flat."""
     start: float
     end: float
     ramp_epochs: float
@@ -85,7 +100,7 @@ class LinearRamp:
 
 
 def max_norm_(W: Any, limit: float) -> Any:
-    """Rescale, in place, each column of W (n_in, n_out) longer than ``limit``.
+    """Rescale, in place, each column of W (n_in, n_out) longer than ``limit`` (lambda).
 
     Returns W. Columns at or under the limit are left exactly as they were.
     """
@@ -103,9 +118,9 @@ class MomentumSGD:
     lr, momentum: schedules (callables of the epoch) or plain numbers; kept as
     ``lr_schedule`` and ``momentum_schedule``, while ``lr`` and ``momentum``
     hold the numbers of the current epoch (eps_t and mu_t, ``set_epoch``).
-    rule: "hinton2012" (with the (1 - mu) factor) or "classic".
-    ``velocity[i][name]``: the velocity of layer i's parameter ``name``; it
-    starts at 0 and lives on the parameters' backend.
+    rule: "hinton2012" (with the (1 - mu_t) factor) or "classic".
+    ``velocity[i][name]``: Delta_w, the velocity of layer i's parameter ``name``;
+    it starts at 0 and lives on the parameters' backend.
     """
 
     RULES = ("hinton2012", "classic")
@@ -128,9 +143,10 @@ class MomentumSGD:
         self.momentum = float(self.momentum_schedule(epoch))
 
     def step(self) -> None:
-        """One update of every parameter from its current gradient, then max-norm."""
+        """One update of every parameter w from its gradient dw (Delta_w <- mu_t Delta_w
+        - (1 - mu_t) eps_t dw, then w <- w + Delta_w), then max-norm."""
         grad_scale = -(1.0 - self.momentum) * self.lr if self.rule == "hinton2012" else -self.lr
-        for layer, velocities in zip(self.layers, self.velocity):
+        for layer, velocities in zip(self.layers, self.velocity, strict=True):
             for name, w in layer.params.items():
                 velocity = velocities[name]
                 velocity *= self.momentum

@@ -7,18 +7,18 @@ On a GPU a step of these small networks costs mostly kernel launches, not
 arithmetic. ``MomentumSGD.step`` updates each parameter tensor on its own, four
 elementwise kernels per tensor (engine/optim.py):
 
-    v <- p v;   t <- c g;   v <- v + t;   w <- w + v          (c = -(1 - p) eps)
+    Delta_w <- mu Delta_w;   tmp <- coef dw;   Delta_w <- Delta_w + tmp;   w <- w + Delta_w
 
-(v a velocity, p the momentum mu_t and eps the learning rate eps_t of optim.py, as
-Hinton et al. 2012 write them)
+(coef = -(1 - mu) eps; Delta_w the velocity, mu the momentum mu_t and eps the
+learning rate eps_t of optim.py, dw the gradient: docs/notation.md's letters)
 
 six tensors for a three-layer MLP, 24 launches per step. The update is the same
 for every number of every tensor, so if all the weights and biases lie side by
-side in one array P, their gradients in G and their velocities in V (each layer's
+side in one array P, their gradients in G and their velocities Delta_w in V (each layer's
 ``params["W"]`` a view of its stretch of P, and so on), the same four kernels
 update all of them:
 
-    V <- p V;   T <- c G;   V <- V + T;   P <- P + V
+    V <- mu V;   TMP <- coef G;   V <- V + TMP;   P <- P + V
 
 Each number goes through the same operations in the same order as in
 ``MomentumSGD.step``, so the results are identical to the bit. Max-norm stays
@@ -53,7 +53,7 @@ class FlatStep:
         if not self.supports(model):
             raise ValueError("FlatStep needs a flat model (no nested Sequential) with one parameter dtype")
         self.model, self.opt = model, optimizer
-        pairs = [(layer, velocity) for layer, velocity in zip(optimizer.layers, optimizer.velocity)]
+        pairs = [(layer, velocity) for layer, velocity in zip(optimizer.layers, optimizer.velocity, strict=True)]
         first = next(iter(pairs[0][0].params.values()))
         xp, dtype = get_xp(first), first.dtype
         total = sum(w.size for layer, _ in pairs for w in layer.params.values())
@@ -95,9 +95,9 @@ class FlatStep:
         parts, dlogits = loss_fn(logits)
         self.backward(dlogits)
         opt = self.opt
-        c = -(1.0 - opt.momentum) * opt.lr if opt.rule == "hinton2012" else -opt.lr
+        coef = -(1.0 - opt.momentum) * opt.lr if opt.rule == "hinton2012" else -opt.lr
         self.V *= opt.momentum
-        self.V += c * self.G
+        self.V += coef * self.G
         self.P += self.V
         for layer in opt.layers:
             limit = getattr(layer, "max_norm", None)

@@ -2,28 +2,33 @@
 ``minikd.train.ReferenceStep``, rearranged for speed. Read engine/layers.py,
 engine/losses.py and engine/optim.py first: this file only reorders what they do.
 
-Notation: as in Hinton et al. (2012), v is a velocity, p the momentum and eps
-the learning rate -- engine/optim.py's ``velocity``, mu_t (``optimizer.momentum``)
-and eps_t (``optimizer.lr``).
+Notation (docs/notation.md, in ASCII): Delta_W is a weight matrix's velocity
+(engine/optim.py's ``velocity``), mu the momentum mu_t (``optimizer.momentum``,
+the local ``mu``), eps the learning rate eps_t (``optimizer.lr``), lambda the
+max-norm limit. For one Dense layer, a (N, n_in) is its input after dropout and
+d = dL/dh (N, n_out) the gradient of its output h. coef = -(1 - mu) * eps is
+the factor of the gradient in the update (the local ``coef``).
 
 What changes, and why it is allowed:
 
 1. **Momentum folded into the weight-gradient product, with beta = 1.**
    BLAS computes C <- alpha * A @ B + beta * C in one pass, so the 2012 update
 
-       v <- p * v - (1 - p) * eps * (a^T @ d)
+       Delta_W <- mu * Delta_W - (1 - mu) * eps * (a^T @ d)
 
-   is a single gemm with alpha = -(1 - p) * eps, beta = p, C = v. The
-   reference path instead writes the gradient, then reads it back twice.
-   OpenBLAS applies a beta other than 1 in a separate pass over C before it
-   accumulates, so the step goes one better: it keeps the velocity as
-   v = s * u, a scalar s times the stored array u. Then p * v is just
-   s <- p * s (no pass), and u <- u + (c / s) * a^T d is a gemm with beta = 1.
-   The weight update W <- W + v becomes W <- W + s * u, the same axpy with
-   another alpha. When s falls below ``MIN_SCALE`` the next gemm uses beta = s
-   and leaves s = 1; ``end_epoch`` (at every epoch's end) does the same,
-   so the optimizer's velocity is the true v whenever anyone else reads it.
-   Only the float32 rounding differs from the reference.
+   is a single gemm (BLAS's alpha * A @ B + beta * C, whose alpha and beta
+   are BLAS's names, not symbols of the maths) with alpha = coef, beta = mu,
+   C = Delta_W. The reference path instead writes the gradient, then reads it
+   back twice. OpenBLAS applies a beta other than 1 in a separate pass over C
+   before it accumulates, so the step goes one better: it keeps the velocity
+   as Delta_W = s * U, a scalar s times the stored array U. Then
+   mu * Delta_W is just s <- mu * s (no pass), and U <- U + (coef / s) * a^T d
+   is a gemm with beta = 1. The weight update W <- W + Delta_W becomes
+   W <- W + s * U, the same axpy with another alpha. When s falls below
+   ``MIN_SCALE`` the next gemm uses beta = s and leaves s = 1; ``end_epoch``
+   (at every epoch's end) does the same, so the optimizer's velocity is the
+   true Delta_W whenever anyone else reads it. Only the float32 rounding
+   differs from the reference.
 2. **One BLAS for every product, with beta.** NumPy's ``@`` has no beta.
    NumPy's wheels bundle an OpenBLAS whose CBLAS interface does; ``gemm``
    calls its ``cblas_sgemm`` through ctypes, so every product of the step
@@ -35,20 +40,21 @@ What changes, and why it is allowed:
    which one is in use.
 3. **Preallocated buffers, in-place activations and masks.** No array is
    allocated per step except the raw dropout draws and the small loss arrays.
-   The weight update W += v, a pass over every weight, goes through the same
+   The weight update W += Delta_W, a pass over every weight, goes through the same
    OpenBLAS's ``saxpy`` (``add_``), which splits it over both cores; NumPy's
    own elementwise loops use one.
 4. **Weights updated as soon as their layer's backward is done**, after the
    input gradient of that layer has been computed with the old weights, so
    the result is the one the two-phase reference computes.
 5. **Max-norm's column lengths measured only when a column could be too
-   long.** Measuring them is a pass over the weights, like W += v. But a
-   column's length can only grow by the length of its update, and that has a
-   cheap upper bound from the two small matrices of the weight-gradient
+   long.** Measuring them is a pass over the weights, like W += Delta_W. But
+   a column's length can only grow by the length of its update, and that has
+   a cheap upper bound from the two small matrices of the weight-gradient
    product: column j of a^T d has length <= ||a||_F ||d_j|| (Cauchy-Schwarz),
-   so with momentum, ||v_j|| <= p * bound(v_j) + |c| ||a||_F ||d_j||, and
-   ||W_j + v_j|| <= bound(W_j) + bound(v_j). While every column's bound stays
-   under the limit (with a margin for float32 rounding) no column can be
+   so with momentum, ||Delta_W_j|| <= mu * bound(Delta_W_j) + |coef| ||a||_F ||d_j||,
+   and ||W_j + Delta_W_j|| <= bound(W_j) + bound(Delta_W_j). While every
+   column's bound stays under the limit lambda (with a margin for float32
+   rounding) no column can be
    rescaled, so the reference's rescale would change nothing and the pass is
    skipped; otherwise the lengths are measured exactly, as the reference does
    (``NormBound``).
@@ -112,7 +118,7 @@ class FusedStep:
         self.dense = [d for d, _ in self.hidden] + [self.out]
         index = {id(layer): i for i, layer in enumerate(optimizer.layers)}
         self.velocity = [optimizer.velocity[index[id(d)]] for d in self.dense]
-        # the true velocity of dense[i]'s weights is v_scale[i] * velocity[i]["W"]
+        # the true velocity Delta_W of dense[i]'s weights is v_scale[i] * velocity[i]["W"] (s * U)
         self.v_scale = [1.0] * len(self.dense)
         self.folds = 0  # how often a gemm folded the scale back in (the tests check that it happens)
         self._buffers = {}
@@ -142,7 +148,7 @@ class FusedStep:
             mask = self.in_drop.draw_mask(rng, xb.shape, np.float32, out=buf["mask_x"])
             a = np.multiply(xb, mask, out=buf["x"])
         inputs, masks = [a], []
-        for (dense, drop), h, mask_buf in zip(self.hidden, buf["a"], buf["mask"]):
+        for (dense, drop), h, mask_buf in zip(self.hidden, buf["a"], buf["mask"], strict=True):
             gemm(1.0, a, dense.params["W"], 0.0, h)
             h += dense.params["b"]
             np.maximum(h, 0.0, out=h)
@@ -159,34 +165,34 @@ class FusedStep:
 
         # ---- backward and update, top layer first
         opt = self.opt
-        p = opt.momentum
-        c = -(1.0 - p) * opt.lr if opt.rule == "hinton2012" else -opt.lr
+        mu = opt.momentum
+        coef = -(1.0 - mu) * opt.lr if opt.rule == "hinton2012" else -opt.lr
         for i in range(len(self.dense) - 1, -1, -1):
             dense, vel, a = self.dense[i], self.velocity[i], inputs[i]
             W, b = dense.params["W"], dense.params["b"]
-            # v_W <- p v_W + c a^T d, with v_W = s u: s <- p s, u <- u + (c / s) a^T d
-            s = self.v_scale[i] * p
+            # Delta_W <- mu Delta_W + coef a^T d, with Delta_W = s U: s <- mu s, U <- U + (coef / s) a^T d
+            s = self.v_scale[i] * mu
             if s >= self.MIN_SCALE:
-                gemm(c / s, a, d, 1.0, vel["W"], trans_a=True)
-            else:                                           # fold s back in: u <- s u + c a^T d
-                gemm(c, a, d, s, vel["W"], trans_a=True)
+                gemm(coef / s, a, d, 1.0, vel["W"], trans_a=True)
+            else:                                           # fold s back in: U <- s U + coef a^T d
+                gemm(coef, a, d, s, vel["W"], trans_a=True)
                 s = 1.0
                 self.folds += 1
             self.v_scale[i] = s
-            vel["b"] *= p
-            vel["b"] += c * d.sum(axis=0)
+            vel["b"] *= mu
+            vel["b"] += coef * d.sum(axis=0)
             d_below = None
             if i > 0:
                 d_below = gemm(1.0, d, W, 0.0, buf["d"][i - 1], trans_b=True)  # d W^T, old W
-                # through Dropout (mask) and ReLU ([z > 0]); the kept input a > 0 iff both pass
+                # through Dropout (mask k) and ReLU ([h > 0]); the kept input a > 0 iff both pass
                 if masks[i - 1] is not None:
                     d_below *= masks[i - 1]
                 keep = np.greater(a, 0.0, out=buf["keep"][i - 1])
                 d_below *= keep
-            add_(W, vel["W"], s)                            # W <- W + s u (BLAS axpy)
+            add_(W, vel["W"], s)                            # W <- W + s U (BLAS axpy)
             b += vel["b"]
             if dense.max_norm is not None:
-                self.norm_bounds[i].apply(W, vel["W"], a, d, p, c, v_scale=s)
+                self.norm_bounds[i].apply(W, vel["W"], a, d, mu, coef, v_scale=s)
             d = d_below
         return parts
 
@@ -197,7 +203,7 @@ class FusedStep:
 
     def end_epoch(self):
         """Make the optimizer's velocity arrays the true velocities again (fold each scale
-        back in), so that a checkpoint or anything else reads the true v."""
+        back in), so that a checkpoint or anything else reads the true Delta_W."""
         for i, vel in enumerate(self.velocity):
             if self.v_scale[i] != 1.0:
                 vel["W"] *= np.float32(self.v_scale[i])

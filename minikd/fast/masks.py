@@ -22,7 +22,7 @@ import numpy as np
 
 
 def raw_stream_mask(rng, shape, rate, dtype, out=None):
-    """Inverted-dropout mask (shape): 0 with probability ``rate``, else 1/(1 - rate)."""
+    """Inverted-dropout keep mask k (shape): 0 with probability ``rate`` (alpha), else 1/(1 - alpha)."""
     size = 1
     for s in shape:
         size *= s

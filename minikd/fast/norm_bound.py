@@ -19,19 +19,21 @@ class NormBound:
     def __init__(self, limit):
         self.limit = float(limit)
         self.w = None    # bound on each column's length of W
-        self.v = None    # bound on each column's length of the velocity
+        self.v = None    # bound on each column's length of the velocity Delta_W
         self.age = 0     # steps since the last exact measurement
         self.steps = self.exact_checks = 0
 
-    def apply(self, W, vW, a, d, p, c, v_scale=1.0):
-        """After W <- W + v, where v <- p v + c a^T d and v = v_scale * vW: rescale any
-        column longer than the limit."""
+    def apply(self, W, vW, a, d, mu, coef, v_scale=1.0):
+        """After W <- W + Delta_W, where Delta_W <- mu Delta_W + coef a^T d and
+        Delta_W = v_scale * vW (the velocity as the fused step stores it): rescale
+        any column longer than the limit lambda. mu: the momentum; coef: the
+        gradient's factor, -(1 - mu) eps (fused_step.py's docstring)."""
         self.steps += 1
         if self.w is not None:
             # float32 sums of n positive terms are within n * 2^-24 of exact: allowed for
-            grow = abs(c) * np.sqrt(float(np.vdot(a, a)) * (1.0 + a.size * 2.0 ** -23)) \
+            grow = abs(coef) * np.sqrt(float(np.vdot(a, a)) * (1.0 + a.size * 2.0 ** -23)) \
                 * np.sqrt(np.einsum("ij,ij->j", d, d).astype(np.float64) * (1.0 + d.shape[0] * 2.0 ** -23))
-            self.v = (p * self.v + grow) * (1.0 + self.SLACK)
+            self.v = (mu * self.v + grow) * (1.0 + self.SLACK)
             self.w = (self.w + self.v) * (1.0 + self.SLACK)
             self.age += 1
             if self.age < self.MAX_AGE and self.w.max() <= self.limit * (1.0 - self.SLACK):
