@@ -1,39 +1,42 @@
 """Softmax cross-entropy, the distillation loss and logit matching, each with its exact gradient.
 
-Notation (one meaning per letter in this file and its docs)
-------------------------------------------------------------
-    N rows (examples) indexed by n, C classes indexed by c (and k, j)
+Notation
+--------
+(docs/notation.md has the whole project's; in ASCII here, ell is the script l)
+
+    N rows (examples) indexed by n; C classes indexed by c (c' a second class)
     z  (N, C)  the student's logits          v  (N, C)  the teacher's logits
     T          the temperature
-    p = softmax(z / T)  the student's probabilities
+    p = softmax(z / T)  the student's probabilities; p1 = softmax(z), at T = 1
     q = softmax(v / T)  the teacher's probabilities
-    y  (N,)    integer labels in [0, C)
-    t  (N, C)  target rows: the labels one-hot (``one_hot``), or any rows that sum to 1
+    ell (N,)   the labels, ell_n in {0, ..., C - 1}; onehot(ell)_{n,c} = [c == ell_n]
+    zc, vc     the centred logits, zc = z - mean_c z and vc = v - mean_c v, row by row
 
 Hinton et al. (2015) swap the two letters: their eq. 2 writes q for the
 student's softmax and p for the teacher's. Here p is always the student's.
 
 Log-softmax at temperature T
 ----------------------------
-    log p_c = z_c / T - log sum_k exp(z_k / T)
+    log p_c = z_c / T - log sum_c' exp(z_c' / T)
 
-computed as ``s - log(sum(exp(s)))`` with ``s = z/T - max_k(z_k/T)``: the
+computed as ``s - log(sum(exp(s)))`` with ``s = z/T - max_c'(z_c'/T)``: the
 largest exponent is exp(0) = 1, so nothing overflows, and the smallest merely
 underflows to 0, which the sum tolerates. This keeps loss and gradient finite
 for |z| up to 1e4 even at T = 0.5.
 
 Hard cross-entropy (T = 1)
 --------------------------
-    L = -(1/N) sum_n log p_{n, y_n}
-    dL/dz_{n,c} = (p_{n,c} - [c == y_n]) / N
+    L = -(1/N) sum_n log p_{n, ell_n}
+    dL/dz_{n,c} = (p_{n,c} - [c == ell_n]) / N
 
-With the labels as one-hot rows t (t_{n,c} = [c == y_n], ``one_hot``) this is
-the cross-entropy against a target distribution,
+With the labels as one-hot rows (``one_hot``) this is the cross-entropy against
+a target distribution,
 
-    L = -(1/N) sum_n sum_c t_{n,c} log p_{n,c}      dL/dz = (p - t) / N,
+    L = -(1/N) sum_n sum_c onehot(ell)_{n,c} log p_{n,c}      dL/dz = (p - onehot(ell)) / N,
 
-the form the code uses: the training loop gathers the rows of t once per epoch,
-and the soft term below is the same formula with q in place of t.
+the form the code uses (``targets``): the training loop gathers the one-hot rows
+once per epoch, and the soft term below is the same formula with q in their place.
+Any rows that sum to 1 may take their place too (label smoothing's, for one).
 
 Soft cross-entropy against the teacher at temperature T
 -------------------------------------------------------
@@ -42,7 +45,7 @@ With q = softmax(v / T) from teacher logits v and p = softmax(z / T):
     L_soft = -(1/N) sum_n sum_c q_{n,c} log p_{n,c}
     dL_soft/dz_{n,c} = (1/T) (p_{n,c} - q_{n,c}) / N
 
-since d(log p_c)/dz_j = ([c == j] - p_j) / T and sum_c q_c = 1.
+since d(log p_c)/dz_c' = ([c == c'] - p_c') / T and sum_c q_c = 1.
 
 Why the paper multiplies L_soft by T^2 (Hinton et al. 2015, section 2.1):
 hold the logits fixed and raise T. Softmax ignores a constant added to a
@@ -63,23 +66,23 @@ logits (on digits from T = 6 on; from T = 1 to 6 it still grows 5.7x). The
 limit is the paper's "matching logits": minimising (1/2C) sum_c (zc_c - vc_c)^2,
 the squared distance between the centred logits.
 
-So, with p_1 = softmax(z) the student's probabilities at T = 1 (those the
-hard term uses) and onehot the labels as one-hot rows:
+So, with p1 = softmax(z) the student's probabilities at T = 1 (those the
+hard term uses):
 
     distillation_loss = soft_weight * T^2 * L_soft + hard_weight * L_hard
-    d/dz            = soft_weight * T (p - q) / N + hard_weight (p_1 - onehot) / N
+    d/dz            = soft_weight * T (p - q) / N + hard_weight (p1 - onehot(ell)) / N
 
 Logit matching (Ba & Caruana 2014)
 ----------------------------------
-That limit, as a loss of its own (``logit_matching``): with the centred
-difference r = zc - vc = (z - mean_c z) - (v - mean_c v), row by row,
+That limit, as a loss of its own (``logit_matching``), the centred logits
+compared row by row:
 
-    L_match = (1/N) sum_n (1/2C) sum_c r_{n,c}^2        dL_match/dz = r / (C N)
+    L_match = (1/N) sum_n (1/2C) sum_c (zc_{n,c} - vc_{n,c})^2        dL_match/dz = (zc - vc) / (C N)
 
 It needs no temperature. Its gradient is the T -> infinity limit of T^2 times
-the soft gradient, T (p - q) / N, which differs from r / (C N) by a relative
-error of order |zc| / T + |vc| / T (the values differ: T^2 L_soft grows
-without bound). Ba & Caruana regress the student's logits on the teacher's,
+the soft gradient, T (p - q) / N, which differs from (zc - vc) / (C N) by a
+relative error of order |zc| / T + |vc| / T (the values differ: T^2 L_soft
+grows without bound). Ba & Caruana regress the student's logits on the teacher's,
 uncentred; centring drops each row's constant, which a softmax cannot see.
 
 All three losses average over the batch and their gradients include that 1/N.
@@ -148,7 +151,7 @@ def _check_temperature(temperature: float) -> None:
 
 
 def one_hot(labels: Array, n_classes: int, dtype: Any = "float32") -> Array:
-    """(N,) integer labels -> (N, C) rows t with t[n, c] = [c == labels[n]], in ``dtype``."""
+    """(N,) integer labels ell -> (N, C) rows onehot(ell)_{n,c} = [c == ell_n], in ``dtype``."""
     xp = get_xp(labels)
     return (labels[:, None] == xp.arange(n_classes)[None, :]).astype(dtype)
 
@@ -165,9 +168,9 @@ def cross_entropy(logits: Array, labels: Array, *, check: bool = True,
                   out: Array | None = None) -> tuple[Array, Array]:
     """Mean softmax cross-entropy against integer labels or target rows.
 
-    logits: (N, C) float; labels: (N,) int in [0, C), or their one-hot rows t
-    (N, C) in the logits' dtype (``one_hot``; the training loop passes these).
-    Returns (loss, dlogits): loss a 0-d array, dlogits (N, C) = (p - t) / N.
+    logits: (N, C) float; labels: (N,) int in [0, C), or target rows (N, C) in the logits'
+    dtype that sum to 1: their one-hot rows (``one_hot``; the training loop passes these), or others.
+    Returns (loss, dlogits): loss a 0-d array, dlogits (N, C) = (p1 - targets) / N.
     Buffer: ``out`` (0-d) is the training loop's cell of its table of batch losses: no step sums or reads a loss.
     """
     if check:
@@ -178,12 +181,12 @@ def cross_entropy(logits: Array, labels: Array, *, check: bool = True,
             check_labels(labels, logits.shape[1], logits.shape[0])
     xp = get_xp(logits)
     n = logits.shape[0]
-    t = labels if labels.ndim == 2 else one_hot(labels, logits.shape[1], logits.dtype)
-    log_p = log_softmax(logits)
-    # -(1/N) sum_n sum_c t_{n,c} log p_{n,c}; for one-hot rows only log p_{n, y_n} is not multiplied by 0.
-    loss = xp.divide((t * log_p).sum(), -n, out=out)
-    dlogits = xp.exp(log_p)             # p = softmax(z)
-    dlogits -= t
+    targets = labels if labels.ndim == 2 else one_hot(labels, logits.shape[1], logits.dtype)
+    log_p1 = log_softmax(logits)
+    # -(1/N) sum_n sum_c targets_{n,c} log p1_{n,c}; one-hot rows multiply all but log p1_{n, ell_n} by 0
+    loss = xp.divide((targets * log_p1).sum(), -n, out=out)
+    dlogits = xp.exp(log_p1)            # p1 = softmax(z)
+    dlogits -= targets
     dlogits /= n
     return loss, dlogits
 
@@ -199,7 +202,7 @@ def distillation_loss(student_logits: Array, teacher_logits: Array, labels: Arra
     the hard term. student_logits, teacher_logits: (N, C); labels: (N,) or None.
     Returns (loss, dlogits) with dlogits the exact gradient w.r.t.
     student_logits, (N, C), batch mean included:
-        soft_weight * T * (p - q) / N + hard_weight * (softmax(z) - onehot) / N
+        soft_weight * T * (p - q) / N + hard_weight * (softmax(z) - onehot(ell)) / N
 
     (``distillation_parts`` computes it, from q.) No buffers.
     """
@@ -255,21 +258,22 @@ def logit_matching(student_logits: Array, teacher_logits: Array, *, check: bool 
                    out: Array | None = None) -> tuple[Array, Array]:
     """Squared distance between the centred logits (Ba & Caruana 2014), and its gradient.
 
-    student_logits z, teacher_logits v: (N, C). With r = (z - mean_c z) - (v - mean_c v) per row,
+    student_logits z, teacher_logits v: (N, C); zc, vc: each row minus its mean over the classes.
 
-        L = (1/N) sum_n (1/2C) sum_c r_{n,c}^2
+        L = (1/N) sum_n (1/2C) sum_c (zc_{n,c} - vc_{n,c})^2
 
-    Derivative, index notation: r_{n,c} depends on z_{n,j} through z_{n,j} itself and the row mean,
-    dr_{n,c}/dz_{n,j} = [c == j] - 1/C, so
+    Derivative, index notation: zc_{n,c} = z_{n,c} - (1/C) sum_c' z_{n,c'} depends on z_{n,c'}
+    through z_{n,c} itself and through the row mean: dzc_{n,c}/dz_{n,c'} = [c == c'] - 1/C
+    (vc does not depend on z). So
 
-        dL/dz_{n,j} = (1/(N C)) sum_c r_{n,c} ([c == j] - 1/C)
-                    = (1/(N C)) (r_{n,j} - (1/C) sum_c r_{n,c})
-                    = r_{n,j} / (N C)          since sum_c r_{n,c} = 0 (both logits are centred).
+        dL/dz_{n,c'} = (1/(N C)) sum_c (zc_{n,c} - vc_{n,c}) ([c == c'] - 1/C)
+                     = (1/(N C)) ((zc_{n,c'} - vc_{n,c'}) - (1/C) sum_c (zc_{n,c} - vc_{n,c}))
+                     = (zc_{n,c'} - vc_{n,c'}) / (N C)      since a centred row sums to 0.
 
-    Matrix form: dL/dz = r / (C N), (N, C): the T -> infinity limit of ``distillation_loss``'s soft
-    gradient with its T^2, T (p - q) / N (module docstring). Ba & Caruana regress on the raw logits;
-    centring drops each row's constant, which a softmax cannot see, so this is the limit for logits
-    that are not zero-mean too.
+    Matrix form: dL/dz = (zc - vc) / (C N), (N, C): the T -> infinity limit of
+    ``distillation_loss``'s soft gradient with its T^2, T (p - q) / N (module docstring).
+    Ba & Caruana regress on the raw logits; centring drops each row's constant, which a softmax
+    cannot see, so this is the limit for logits that are not zero-mean too.
     The teacher's logits are cast to the student's dtype; loss and gradient are in that dtype.
     Returns (loss, dlogits): loss a 0-d array.
     Buffer: ``out`` (0-d), as in ``cross_entropy``: a cell of the training loop's table of batch losses.
@@ -280,9 +284,11 @@ def logit_matching(student_logits: Array, teacher_logits: Array, *, check: bool 
     xp = get_xp(student_logits)
     n, n_classes = student_logits.shape
     z, v = student_logits, teacher_logits.astype(student_logits.dtype, copy=False)
-    r = (z - z.mean(axis=1, keepdims=True)) - (v - v.mean(axis=1, keepdims=True))
-    loss = xp.divide((r * r).sum(), 2 * n_classes * n, out=out)
-    return loss, r / (n_classes * n)
+    zc = z - z.mean(axis=1, keepdims=True)
+    vc = v - v.mean(axis=1, keepdims=True)
+    diff = zc - vc
+    loss = xp.divide((diff * diff).sum(), 2 * n_classes * n, out=out)
+    return loss, diff / (n_classes * n)
 
 
 def kl_rows(q: Array, log_q: Array, log_p: Array) -> Array:

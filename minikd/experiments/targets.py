@@ -20,8 +20,9 @@ arg-max of v.
     example's hard-label loss by it, this keeps it in the form of a soft target.
 
 ``smoothed_labels(labels, n_classes, smoothing, dtype)``
-    No teacher at all: (1 - eps) onehot + eps / C, label smoothing (Szegedy et al. 2016,
-    "Rethinking the Inception Architecture"), the same mass on every wrong class.
+    No teacher at all: (1 - smoothing) onehot(ell) + smoothing / C, label smoothing
+    (Szegedy et al. 2016, "Rethinking the Inception Architecture", where it is epsilon; eps
+    is the learning rate in minikd), the same mass on every wrong class.
 
 All three are pure functions of the backend's arrays (``xp = get_xp(v)``: NumPy or CuPy);
 ``permute_non_top`` draws from the generator it is given and from nothing else.
@@ -119,17 +120,17 @@ def confidence_only(v: Array, temperature: float) -> Array:
 
 
 def smoothed_labels(labels: Array, n_classes: int, smoothing: float, dtype: Any = "float32") -> Array:
-    """Label-smoothed target rows (Szegedy et al. 2016): (1 - eps) onehot + eps / C.
+    """Label-smoothed target rows (Szegedy et al. 2016): (1 - smoothing) onehot(ell) + smoothing / C.
 
-    labels: (N,) int in [0, C); n_classes: C; smoothing: eps in [0, 1) (named so because eps
-    is the learning rate elsewhere in minikd). Returns (N, C) rows in ``dtype`` that sum to 1:
-    1 - eps + eps / C on the label, eps / C on every other class. eps = 0 gives the one-hot
-    rows (``engine.losses.one_hot``); eps = 1 would erase the label, so it is refused. The labels
+    labels: (N,) int ell in [0, C); n_classes: C; smoothing: in [0, 1) (the paper's epsilon; eps is
+    the learning rate in minikd). Returns (N, C) rows in ``dtype`` that sum to 1: 1 - smoothing +
+    smoothing / C on the label, smoothing / C on every other class. smoothing = 0 gives the one-hot
+    rows (``engine.losses.one_hot``); 1 would leave no trace of the label, so it is refused. The labels
     are checked (``engine.losses.check_labels``: on CuPy two numbers read back, once per call).
     """
     if not 0.0 <= smoothing < 1.0:  # also refuses NaN
         raise ValueError(f"smoothed_labels: smoothing must be in [0, 1), got {smoothing!r} "
                          f"(0 keeps the one-hot labels; 1 would leave no trace of them)")
-    check_labels(labels, n_classes)   # a label outside [0, C) would leave its row summing to eps, not 1
+    check_labels(labels, n_classes)   # a label outside [0, C) would leave its row summing to smoothing
     t = one_hot(labels, n_classes, dtype)
     return (1.0 - smoothing) * t + smoothing / n_classes

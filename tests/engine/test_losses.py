@@ -247,10 +247,10 @@ def test_distillation_parts_are_the_loss_and_its_hard_part(xp):
 # ---------------------------------------------------------------- logit matching
 
 def test_logit_matching_value_and_gradient_by_hand(xp):
-    """Two rows, C = 3, N = 2, worked by hand:
-    row 0: z - mean z = (-1, 0, 1), v = 0 -> r = (-1, 0, 1), sum r^2 = 2
-    row 1: z - mean z = (-2, -2, 4), v - mean v = (3, 0, 0) - 1 = (2, -1, -1) -> r = (-4, -1, 5), sum r^2 = 42
-    L = (1/N) sum_n (1/2C) sum_c r^2 = (2 + 42) / (2 * 2 * 3) = 11/3;  dL/dz = r / (C N) = r / 6."""
+    """Two rows, C = 3, N = 2, worked by hand (zc, vc: the rows minus their means):
+    row 0: zc = (-1, 0, 1), vc = 0 -> zc - vc = (-1, 0, 1), sum of squares 2
+    row 1: zc = (-2, -2, 4), vc = (3, 0, 0) - 1 = (2, -1, -1) -> zc - vc = (-4, -1, 5), sum of squares 42
+    L = (1/N) sum_n (1/2C) sum_c (zc - vc)^2 = (2 + 42) / (2 * 2 * 3) = 11/3;  dL/dz = (zc - vc) / (C N)."""
     from minikd.engine.losses import logit_matching
     z = xp.asarray([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
     v = xp.asarray([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
@@ -288,9 +288,9 @@ def test_gradcheck_logit_matching(xp):
 
 
 def test_t_squared_soft_gradient_tends_to_logit_matchings_gradient(xp):
-    """T^2 d(soft term)/dz = T (p - q) / N -> r / (C N) as T grows, with an error of order |r| / T:
-    each tenfold T cuts the largest difference about tenfold. Logits not zero-mean (row means +-5),
-    so the uncentred (z - v) / (C N) would stay off at every T."""
+    """T^2 d(soft term)/dz = T (p - q) / N -> (zc - vc) / (C N) as T grows, with a relative error of
+    order |zc| / T + |vc| / T: each tenfold T cuts the largest difference about tenfold. Logits not
+    zero-mean (row means +-5), so the uncentred (z - v) / (C N) would stay off at every T."""
     from minikd.engine.losses import logit_matching
     g = numpy.random.default_rng(4)
     z = host(0, scale=2.0) + g.uniform(-5, 5, size=(N, 1))

@@ -107,8 +107,8 @@ def test_confidence_rows_keep_the_top_probability_and_equal_the_others(xp, T, dt
     assert (rest[:, 0] <= v[rows, top]).all()
     p, p_new = top_probability(v, T), top_probability(out, T)
     assert 0.01 < numpy.median(p) < 0.99, numpy.median(p)             # neither certain nor flat: a real test
-    # the others' one logit is rounded once to dtype: an error of at most eps |v| / 2 in it moves the
-    # top probability by at most p (1 - p) eps |v| / (2 T)
+    # the others' one logit is rounded once to dtype: an error of at most u |v| / 2 in it (u: the dtype's
+    # machine epsilon) moves the top probability by at most p (1 - p) u |v| / (2 T)
     bound = numpy.finfo(dtype).eps * numpy.abs(v).max() / T * p * (1 - p) + 1e-14
     assert (numpy.abs(p_new - p) <= bound).all(), numpy.abs(p_new - p).max()
 
@@ -124,26 +124,26 @@ def test_confidence_only_refuses_a_single_class_and_a_bad_temperature(xp):
 # ---------------------------------------------------------------- smoothed_labels
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5, 0.9])
-def test_smoothed_rows_sum_to_one_with_the_label_on_top(xp, eps, dtype):
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5, 0.9])
+def test_smoothed_rows_sum_to_one_with_the_label_on_top(xp, smoothing, dtype):
     c = 10
     y = numpy.random.default_rng(0).integers(0, c, size=50)
-    t = to_host(smoothed_labels(xp.asarray(y), c, eps, dtype))
-    assert t.dtype == numpy.dtype(dtype) and t.shape == (50, c)
+    targets = to_host(smoothed_labels(xp.asarray(y), c, smoothing, dtype))
+    assert targets.dtype == numpy.dtype(dtype) and targets.shape == (50, c)
     tol = 4 * c * numpy.finfo(dtype).eps
-    numpy.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=0, atol=tol)
-    numpy.testing.assert_allclose(t[numpy.arange(50), y], 1 - eps + eps / c, rtol=0, atol=tol)
-    off = numpy.ones_like(t, dtype=bool)
+    numpy.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=0, atol=tol)
+    numpy.testing.assert_allclose(targets[numpy.arange(50), y], 1 - smoothing + smoothing / c, rtol=0, atol=tol)
+    off = numpy.ones_like(targets, dtype=bool)
     off[numpy.arange(50), y] = False
-    numpy.testing.assert_allclose(t[off], eps / c, rtol=0, atol=tol)
-    if eps == 0.0:
-        assert t.tobytes() == to_host(one_hot(xp.asarray(y), c, dtype)).tobytes()
+    numpy.testing.assert_allclose(targets[off], smoothing / c, rtol=0, atol=tol)
+    if smoothing == 0.0:
+        assert targets.tobytes() == to_host(one_hot(xp.asarray(y), c, dtype)).tobytes()
 
 
-@pytest.mark.parametrize("eps", [-0.1, 1.0, 1.5, float("nan")])
-def test_smoothing_outside_0_1_is_refused_naming_it(xp, eps):
-    with pytest.raises(ValueError, match=rf"smoothing must be in \[0, 1\), got {eps!r}"):
-        smoothed_labels(xp.asarray(numpy.zeros(3, dtype=numpy.int64)), 10, eps)
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5, float("nan")])
+def test_smoothing_outside_0_1_is_refused_naming_it(xp, smoothing):
+    with pytest.raises(ValueError, match=rf"smoothing must be in \[0, 1\), got {smoothing!r}"):
+        smoothed_labels(xp.asarray(numpy.zeros(3, dtype=numpy.int64)), 10, smoothing)
 
 
 def test_a_label_outside_the_classes_is_refused(xp):
