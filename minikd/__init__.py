@@ -7,19 +7,25 @@ Use a trained model::
     model = minikd.load("runs/reproduce/distilled_seed0.npz")
     model.predict(images)                       # uint8 (N, 28, 28) -> (N,) classes
     model.predict_proba(images, temperature=4)  # (N, 10), rows sum to 1
+    model.score(images, labels)                 # accuracy, as scikit-learn's classifiers
 
-Train one yourself (one stage of what ``minikd reproduce`` runs)::
+Distil your own teacher: the recipe's three stages, safeguards included, on the 8x8 digits::
 
     import numpy as np
-    data = minikd.load_dataset("digits")                  # 8x8 digits, offline
+    data = minikd.load_dataset("digits")                      # offline
     x, x_test = minikd.to_float(data.x_train), minikd.to_float(data.x_test)
-    cfg = minikd.StageConfig("student", sizes=(64, 100, 10), epochs=20, image_shape=(8, 8))
-    trainer = minikd.Trainer(cfg, np, x, data.y_train, x_test, data.y_test)
-    trainer.fit()[-1].test_errors                         # about 33 of 360
+    y, y_test = data.y_train, data.y_test
+    cfgs = minikd.profile_configs("quick", n_features=64, n_classes=10, image_shape=(8, 8))
+    teacher = minikd.Trainer(cfgs["teacher"], np, x, y, x_test, y_test)
+    teacher.fit()
+    v = minikd.teacher_logits(teacher.model, x)               # once, eval mode, un-jittered
+    student = minikd.Trainer(cfgs["distilled"], np, x, y, x_test, y_test, soft_logits=v)
+    student.fit()[-1].test_errors                             # test errors out of 360
 
 The names here are the engine's (layers, losses, optimizer: minikd/engine/),
-the training loop's (minikd/train.py), the data's (minikd/data/) and ``load``
-(minikd/api.py). The experiments behind the ``minikd`` command live in
+the training loop's (minikd/train.py), the recipe's (minikd/profiles.py), the
+data's (minikd/data/), the checkpoints' and ``load`` (minikd/checkpoints.py,
+minikd/api.py). The experiments behind the ``minikd`` command live in
 minikd/experiments/ and are not imported here.
 """
 __version__ = "0.1.0"   # the one place the version is written (pyproject.toml reads it)
@@ -29,7 +35,8 @@ from .data import DataError, Dataset, load_dataset, to_float
 from .engine.layers import Dense, Dropout, ReLU, Sequential, mlp
 from .engine.losses import cross_entropy, distillation_loss, log_softmax, softmax
 from .engine.optim import MomentumSGD
-from .experiments.checkpoints import CheckpointError
+from .checkpoints import CheckpointError
+from .profiles import PROFILES, profile_configs
 from .train import StageConfig, Trainer, teacher_logits
 
 __all__ = [
@@ -43,5 +50,5 @@ __all__ = [
     "cross_entropy", "distillation_loss", "softmax", "log_softmax",
     "MomentumSGD",
     # training
-    "StageConfig", "Trainer", "teacher_logits",
+    "StageConfig", "Trainer", "teacher_logits", "profile_configs", "PROFILES",
 ]

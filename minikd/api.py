@@ -6,10 +6,14 @@
 
 Every stage minikd trains -- reproduce's teacher.npz, student_seedN.npz and
 distilled_seedN.npz, the section-3 scripts' checkpoints -- is written by
-``experiments/checkpoints.py`` (``save_checkpoint``). ``load`` reads it back
+``minikd/checkpoints.py`` (``save_checkpoint``). ``load`` reads it back
 with that module's loader (``load_model``, the one every command uses), which
-never unpickles anything, and rebuilds the network on NumPy. Every prediction runs it in eval mode: no dropout, so a
-prediction is a fixed function of the image.
+never unpickles anything, and rebuilds the network on NumPy.
+
+Every prediction runs it in eval mode: no dropout, so a prediction is a fixed
+function of the image. The loaded model answers to scikit-learn's names too:
+``classes_`` (the class labels, 0 .. C-1), ``n_features_in_`` (D) and
+``score(x, y)`` (accuracy).
 
 What ``x`` may be
 -----------------
@@ -34,7 +38,7 @@ from numpy.typing import ArrayLike, NDArray
 from .data.datasets import to_float
 from .engine.layers import Sequential
 from .engine.losses import softmax
-from .experiments.checkpoints import load_model
+from .checkpoints import load_model
 from .train import StageConfig, predict_logits
 
 
@@ -65,6 +69,32 @@ class TrainedModel:
     def n_classes(self) -> int:
         """C: the number of outputs."""
         return int(self.config.sizes[-1])
+
+    @property
+    def classes_(self) -> NDArray[np.intp]:
+        """The class labels, as scikit-learn names them: 0 .. C-1 (``predict`` returns these)."""
+        return np.arange(self.n_classes)
+
+    @property
+    def n_features_in_(self) -> int:
+        """D, as scikit-learn names it: the length of one input row."""
+        return self.n_features
+
+    def score(self, x: ArrayLike, y: ArrayLike) -> float:
+        """Accuracy on (x, y), as a scikit-learn classifier's ``score``: the share of rows whose
+        ``predict`` equals the label, in [0, 1]. y: (N,) integer labels in [0, C); ValueError
+        for another length or labels outside the classes."""
+        labels = np.asarray(y)
+        predicted = self.predict(x)
+        if labels.shape != predicted.shape:
+            raise ValueError(f"y has shape {labels.shape}; x has {predicted.shape[0]} rows, so y must be "
+                             f"({predicted.shape[0]},) labels")
+        if labels.dtype.kind not in "iu" or (labels.size and (labels.min() < 0 or labels.max() >= self.n_classes)):
+            raise ValueError(f"y must hold integer class labels in [0, {self.n_classes}); got {labels.dtype} "
+                             f"values" + (f" in [{labels.min()}, {labels.max()}]" if labels.size else ""))
+        if labels.size == 0:
+            raise ValueError("score needs at least one row: x and y are empty")
+        return float((predicted == labels).mean())
 
     @property
     def image_shape(self) -> tuple[int, int] | None:

@@ -1,5 +1,6 @@
 """Checkpoints: one ``.npz`` per stage, the one reader and the one loader of a
-trained network, and the atomic writes every output uses.
+trained network, and the atomic writes every output uses. ``minikd.load`` reads
+them, and the commands write them; nothing here depends on the commands.
 
 A checkpoint holds only arrays (parameters, velocities) and a JSON string
 (configuration, history, dataset fingerprint). It is read with
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.backend import to_host
-from ..train import EpochLog, StageConfig, build_model
+from .engine.backend import to_host
+from .train import EpochLog, StageConfig, build_model
 
 
-FORMAT = "minikd-checkpoint-1"
+#: The format this minikd writes and reads; a checkpoint of any other is refused, naming both.
+FORMAT = "minikd-checkpoint-2"
+SUPPORTED_FORMATS = (FORMAT,)
 
 
 class CheckpointError(RuntimeError):
@@ -64,8 +67,9 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def save_checkpoint(path, trainer, meta):
-    """Parameters, velocities and a JSON header (config, epoch, history, meta)."""
+def save_checkpoint(path, trainer, meta, *, environment=None):
+    """Parameters, velocities and a JSON header (config, epoch, history, meta, and the
+    ``environment`` that trained it: minikd's version and commit, the machine, the command)."""
     arrays = {f"param.{k}": to_host(v) for k, v in trainer.model.state_dict().items()}
     arrays.update({f"velocity.{k}": to_host(v) for k, v in trainer.optimizer.state_dict().items()})
     header = {
@@ -74,6 +78,7 @@ def save_checkpoint(path, trainer, meta):
         "epochs_done": trainer.start_epoch,
         "history": [vars(h) for h in trainer.history],
         "meta": meta,
+        "environment": environment,
     }
     arrays["header"] = np.array(json.dumps(header))
     atomic_write_bytes(path, lambda f: np.savez(f, **arrays))
@@ -131,9 +136,10 @@ def read_checkpoint(path, *, owned=True):
         raise _unreadable(path, reason, owned) from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
         raise _unreadable(path, f"truncated or damaged: {type(exc).__name__}", owned) from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") not in SUPPORTED_FORMATS:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise _unreadable(path, f"its header has format {found!r}, not {FORMAT!r}", owned)
+        raise _unreadable(path, f"its format version is {found!r}; this minikd reads "
+                                f"{', '.join(map(repr, SUPPORTED_FORMATS))} (train it again with this version)", owned)
     problem = _header_problem(header)
     if problem:
         raise _unreadable(path, problem, owned)
@@ -171,27 +177,15 @@ def _describe(data):
             f"{shape} images)")
 
 
-_warned = set()
-
-
 def check_same_data(path, saved_meta, data, *, flag="checkpoint"):
     """Refuse a checkpoint trained on other data than ``data`` (a fingerprint dict), naming both.
-
-    Checkpoints written before fingerprints existed have none. For mnist (its
-    files are verified against MNIST's checksums) and digits (bundled with
-    scikit-learn) the dataset's name already fixes the data, so they are
-    accepted; an old ``idx`` checkpoint cannot be checked and is accepted with
-    a warning, since refusing it would strand every earlier run.
-    """
+    ``data`` None: a stand-in dataset without a fingerprint, nothing to compare."""
     if data is None:
         return
     saved = saved_meta.get("data")
-    if saved is None:
-        if saved_meta.get("dataset") == "idx" and str(path) not in _warned:
-            _warned.add(str(path))
-            print(f"warning: {flag} {path} predates data fingerprints: it cannot be checked against "
-                  f"{data.get('source')}; make sure it was trained on these files", file=sys.stderr)
-        return
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{flag} {path} records no fingerprint of the data it was trained on, so it cannot "
+                              f"be checked against {data.get('source')}; train it again with this minikd")
     for key in ("sha256", "n_classes", "image_shape"):
         if saved.get(key) != data.get(key):
             raise CheckpointError(f"{flag} {path} was trained on other data: {_describe(saved)}; this run "
@@ -265,10 +259,14 @@ def check_fits(path, cfg, n_features, n_classes, *, flag=None, data="this datase
 
 
 def load_teacher(path, xp, *, dataset):
-    """(model, info) from a teacher checkpoint written by scripts/reproduce.py
-    (or by these scripts). Refuses, naming the file, a checkpoint of another
-    dataset or input/output size. Raises experiment.CheckpointError."""
+    """(model, info) from a teacher checkpoint (``minikd reproduce``'s teacher.npz, or a teacher the
+    section-3 commands trained): what every ``--teacher`` flag loads. Refuses, naming the file, a
+    checkpoint that is not a teacher, or of another dataset, data or input/output size. Raises
+    CheckpointError."""
     model, cfg, header = load_model(path, xp, flag="--teacher")
+    if cfg.name != "teacher":
+        raise CheckpointError(f"--teacher {path} holds a {cfg.name} stage, not a teacher: pass a teacher "
+                              f"checkpoint (e.g. runs/reproduce/teacher.npz), or leave --teacher out to train one")
     meta = header.get("meta") or {}
     if meta.get("dataset") not in (None, dataset.name):
         raise CheckpointError(f"--teacher {path} was trained on --dataset {meta.get('dataset')}, this run uses "
@@ -283,5 +281,6 @@ def load_teacher(path, xp, *, dataset):
     info = {"path": str(path), "sizes": list(cfg.sizes), "epochs_done": int(header["epochs_done"]),
             "epochs_planned": int(cfg.epochs), "meta": meta,
             "saw_all_training_rows": not meta.get("validation", False),
-            "train_size": meta.get("train_size")}
+            "train_size": meta.get("train_size"), "profile": meta.get("profile"),
+            "config": cfg.to_dict(), "environment": header.get("environment")}
     return model, info

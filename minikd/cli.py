@@ -1,6 +1,8 @@
 """The ``minikd`` command: one subcommand per experiment.
 
     minikd reproduce ...        the table of section 3 (= python scripts/reproduce.py ...)
+    minikd deviations [PROFILE] where a profile departs from the paper's recipe, and why
+    minikd dark-knowledge ...   what carries the knowledge: students that differ only in their targets
     minikd bench ...            speed against the matrix-product floor
     minikd mythical-digit ...   section 3's transfer sets without some classes, bias shifts
     minikd sweep ...            temperatures x widths on dask.distributed
@@ -17,6 +19,9 @@ import sys
 
 COMMANDS = {
     "reproduce": ("minikd.experiments.reproduce", "the teacher, student and distilled student of section 3"),
+    "deviations": ("minikd.experiments.deviations", "where each profile departs from the paper's recipe, and why"),
+    "dark-knowledge": ("minikd.experiments.dark_knowledge",
+                       "students that differ only in their targets: soft, permuted, confidence, smoothed, ..."),
     "bench": ("minikd.experiments.bench", "time one epoch of each model against its matrix-product floor"),
     "mythical-digit": ("minikd.experiments.mythical_digit", "transfer sets without some classes; bias shifts"),
     "sweep": ("minikd.experiments.temperature_sweep", "distilled errors over temperatures x widths (Dask)"),

@@ -72,6 +72,8 @@ class HealthCheck:
 
     cfg: the stage's StageConfig; x_train (N, D), y_train (N,): its training
     rows on the device; distilling: whether the loss has the soft term.
+    initial_loss: the untrained network's loss when the Trainer knows it better than
+    ln C times the weights (logit matching, whose value at z = 0 depends on the teacher).
     """
 
     GROWTH = 10.0
@@ -80,7 +82,9 @@ class HealthCheck:
     COLLAPSE = 0.95
     CHANCE = 0.9
 
-    def __init__(self, cfg, x_train, y_train, *, distilling=False):
+    STUCK = 0.01   # a loss within 1% of the untrained network's never moved
+
+    def __init__(self, cfg, x_train, y_train, *, distilling=False, initial_loss=None):
         xp = get_xp(x_train)
         c = cfg.sizes[-1]
         self.name, self.n_classes = cfg.name, c
@@ -92,8 +96,11 @@ class HealthCheck:
         self.classes = xp.arange(c)
         shares = to_host(self._counts(self.y)) / max(n, 1)   # once, at the start
         self.label_share = float(shares.max()) if n else 1.0
-        weight = (cfg.hard_weight + cfg.soft_weight * cfg.temperature ** 2) if distilling else 1.0
-        self.initial_loss = weight * math.log(c)
+        if initial_loss is None:
+            weight = (cfg.hard_weight + cfg.soft_weight * cfg.temperature ** 2) if distilling else cfg.hard_weight
+            initial_loss = weight * math.log(c)
+        self.initial_loss = float(initial_loss)   # what the untrained network's loss is (Trainer knows it)
+        self.lowest_loss = math.inf
 
     def _counts(self, labels):
         """How many of ``labels`` fall in each class: (C,), on the device."""
@@ -115,6 +122,7 @@ class HealthCheck:
         where = f"{self.name}: at epoch {epoch + 1}"
         advice = (f"the step size ({lr:g}) is probably too large for this data -- try a lower --lr "
                   f"(e.g. half of it)")
+        self.lowest_loss = min(self.lowest_loss, loss)
         if not math.isfinite(loss):
             raise DivergenceError(f"{where} the training loss became {loss}; {advice}")
         if loss > self.GROWTH * self.initial_loss:
@@ -130,8 +138,12 @@ class HealthCheck:
                                   f"no gradient passes); {advice}")
         if not last:
             return
-        short = ("more epochs (--epochs), or a lower --lr if the loss did not fall" if epoch + 1 < 20
-                 else "a lower --lr")
+        if self.lowest_loss >= (1.0 - self.STUCK) * self.initial_loss:
+            short = (f"more training steps: its loss never fell more than {100 * self.STUCK:g}% below the untrained "
+                     f"network's {self.initial_loss:.4g}, so it never left its start -- more epochs (--epochs) or "
+                     f"more training images; a lower --lr would not help")
+        else:
+            short = ("more epochs (--epochs), or a lower --lr" if epoch + 1 < 20 else "a lower --lr")
         if top > self.COLLAPSE * n and self.label_share < self.COLLAPSE:
             raise DivergenceError(f"{where} (its last) the network predicts one class for {int(top)} of {n} "
                                   f"training images (the largest class is {100 * self.label_share:.0f}% of them): "

@@ -32,8 +32,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..engine.backend import Array, Generator, get_xp
-from ..engine.losses import check_labels, one_hot
+from .engine.backend import Array, Generator, get_xp
+from .engine.losses import check_labels, one_hot
 
 
 def _check_logit_rows(v: Array, what: str) -> None:

@@ -18,8 +18,9 @@ distilled student): architecture, regularisation, schedule and loss. The loop
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable
 
@@ -29,55 +30,10 @@ from .engine.backend import (Array, ArrayModule, Generator, backend_name, get_xp
                              synchronize, to_host)
 from .engine.layers import Sequential, mlp
 from .engine.losses import (check_labels, count_errors, cross_entropy, distillation_parts, kl_rows, log_softmax,
-                            one_hot, softmax)
+                            logit_matching, one_hot, softmax)
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
+from .config import SOFT_LOSSES, StageConfig, warn_if_unguarded  # noqa: F401 (re-exported: minikd.train.StageConfig)
 from .health import DivergenceError, HealthCheck  # noqa: F401 (DivergenceError: re-exported for callers)
-
-
-@dataclass
-class StageConfig:
-    """Everything that defines one training stage (saved with its checkpoint)."""
-    name: str                     # "teacher", "student" or "distilled"
-    sizes: tuple                  # (n_in, hidden..., n_classes)
-    epochs: int
-    batch_size: int = 100
-    input_dropout: float = 0.0
-    hidden_dropout: float = 0.0
-    max_norm: float | None = None   # bound on each hidden unit's incoming weight length
-    jitter: int = 0                    # max translation in pixels (0 = none)
-    image_shape: tuple = (28, 28)
-    lr: float = 1.0                    # eps_0
-    lr_decay: float = 0.998            # eps_t = eps_0 * lr_decay ** t
-    lr_warmup: int = 0                 # epochs of linear warm-up of eps (0 = none)
-    momentum_start: float = 0.5
-    momentum_end: float = 0.99
-    momentum_ramp: float = 500         # epochs from momentum_start to momentum_end
-    rule: str = "hinton2012"
-    init_std: float = 0.01
-    temperature: float = 20.0          # used when distilling
-    hard_weight: float = 1.0
-    soft_weight: float = 1.0
-    grad_bound: float | None = None  # distilling: bound on each row's ||dL/dlogits|| (x N); None = off
-    seed: int = 0
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON types (what a checkpoint and results.json record)."""
-        d = asdict(self)
-        d["sizes"] = list(self.sizes)
-        d["image_shape"] = list(self.image_shape)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StageConfig:
-        """The config ``to_dict`` wrote, from any version of minikd's checkpoints."""
-        d = dict(d)
-        d.setdefault("lr_warmup", 0)  # checkpoints written before warm-up existed
-        if d.get("name") == "distill":  # the distilled stage's name in older checkpoints
-            d["name"] = "distilled"
-        d["sizes"] = tuple(d["sizes"])
-        d["image_shape"] = tuple(d["image_shape"])
-        return cls(**d)
 
 
 def build_model(cfg: StageConfig, xp: ArrayModule, *, fast: bool = False) -> Sequential:
@@ -118,15 +74,18 @@ def predict_logits(model: Sequential, x: Array, batch_size: int = 2000) -> Array
     return get_xp(x).concatenate(chunks, axis=0)
 
 
-def bound_rows_(d: Array, limit: float) -> Array:
+def bound_rows_(d: Array, limit: float, scale_out: Array | None = None) -> Array:
     """Rescale, in place, each row of d (N, C) whose Euclidean length exceeds ``limit``.
 
     d_n <- d_n * min(1, limit / ||d_n||): the direction of every row's gradient
     is kept, only its length is bounded. On the device, with no host read.
+    scale_out: an (N, 1) buffer that receives each row's factor min(1, limit / ||d_n||)
+    (the training loop's record of how often the bound acts, read once per epoch).
     """
     xp = get_xp(d)
     norms = xp.sqrt((d * d).sum(axis=1, keepdims=True))
-    d *= (limit / xp.maximum(norms, limit)).astype(d.dtype, copy=False)   # min(1, limit / ||d_n||)
+    scale = xp.divide(limit, xp.maximum(norms, limit), out=scale_out).astype(d.dtype, copy=False)
+    d *= scale
     return d
 
 
@@ -160,9 +119,14 @@ class EpochLog:
     lr: float
     momentum: float
     # distilling, the loss in parts: loss = hard_weight * hard_loss + soft_weight * T^2 (H(q) + KL(q || p)),
-    # and soft_kl = soft_weight * T^2 * KL(q || p), which falls to 0 as the student matches the teacher
+    # and soft_kl = soft_weight * T^2 * KL(q || p), which falls to 0 as the student matches the teacher;
+    # with soft_loss="logit_matching": loss = hard_weight * hard_loss + logit_mse (soft_weight times it)
     hard_loss: float | None = None
     soft_kl: float | None = None
+    logit_mse: float | None = None
+    # with a per-row gradient bound: the share of the epoch's rows it rescaled, and their mean scale
+    bound_clipped: float | None = None
+    bound_scale: float | None = None
 
 
 class ReferenceStep:
@@ -200,9 +164,13 @@ class Trainer:
     indexed by the same row ids as the batches, so shuffling cannot misalign
     them.
 
-    ``fast=True`` uses the CPU fast path's fused step where it applies (NumPy,
-    float32); its numbers equal the reference step's to float32 rounding
-    (tests/fast/test_fused_step.py). ``step_impl`` is that fused step, or None.
+    ``fast=True`` (the default, as in every ``minikd`` command) uses the CPU fast
+    path's fused step where it applies (NumPy, float32): the same arithmetic in
+    fewer passes over memory, its numbers equal to the reference step's to float32
+    rounding (tests/fast/test_fused_step.py), and its dropout masks drawn by the
+    fast path's sampler. ``fast=False`` runs ``ReferenceStep``, the readable
+    forward, loss, backward and update that the teaching material shows and asks
+    for by name. ``step_impl`` is the fast step, or None.
     ``flat=True`` (with ``fast=True``, off by default until a GPU has run it) uses,
     where the fused step does not apply (CuPy), ``minikd.fast.FlatStep``: one buffer
     for all parameters, the same numbers as the reference step in 20 launches fewer.
@@ -210,7 +178,7 @@ class Trainer:
 
     def __init__(self, cfg: StageConfig, xp: ArrayModule, x_train: Array, y_train: Array, x_test: Array,
                  y_test: Array, *, soft_logits: Array | None = None, model: Sequential | None = None,
-                 fast: bool = False, flat: bool = False) -> None:
+                 fast: bool = True, flat: bool = False) -> None:
         self.cfg, self.xp = cfg, xp
         self.model = model if model is not None else build_model(cfg, xp, fast=fast)
         # Inputs in the model's own float type, cast once here (float64 rows, e.g. X / 255.0 in a
@@ -234,14 +202,30 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, self.model)
         self.start_epoch = 0
         self.history: list[EpochLog] = []
-        # Per-row targets, computed once (they do not change): the labels as one-hot rows, and,
-        # distilling, the teacher's q = softmax(v / T) and log q (the log's KL part needs it).
+        # Per-row targets, computed once (they do not change): the labels as one-hot rows (smoothed:
+        # (1 - eps) onehot + eps / C), and, distilling, the teacher's q = softmax(v / T) and log q
+        # (the log's KL part needs it), or with logit matching the teacher's logits v themselves.
         self._targets = one_hot(y_train, n_classes, dtype)
-        self._q = self._log_q = None
-        if soft_logits is not None:
+        if cfg.label_smoothing:
+            from .targets import smoothed_labels
+            self._targets = smoothed_labels(y_train, n_classes, cfg.label_smoothing, dtype)
+        self._q = self._log_q = self._v = None
+        initial_loss = None
+        if soft_logits is not None and cfg.soft_loss == "logit_matching":
+            self._v = soft_logits.astype(dtype, copy=False)
+            # the untrained network's loss: its logits start near 0, so the matching term is v's own
+            v64 = soft_logits.astype(xp.float64)
+            centred = v64 - v64.mean(axis=1, keepdims=True)
+            spread = float(to_host((centred * centred).sum(axis=1).mean())) / (2 * n_classes)
+            initial_loss = cfg.hard_weight * math.log(n_classes) + cfg.soft_weight * spread
+        elif soft_logits is not None:
             self._q = softmax(soft_logits, cfg.temperature).astype(dtype, copy=False)
             self._log_q = log_softmax(soft_logits, cfg.temperature).astype(dtype, copy=False)
-        self.health = HealthCheck(cfg, x_train, y_train, distilling=soft_logits is not None)
+        warn_if_unguarded(cfg, distilling=soft_logits is not None)
+        self.health = HealthCheck(cfg, x_train, y_train, distilling=soft_logits is not None,
+                                  initial_loss=initial_loss)
+        # The epoch's table of batch losses: [loss], or distilling [loss, hard, soft part].
+        self._loss_columns = 1 if soft_logits is None else 3
         self.step_impl = fast_path.training_step(self.model, self.optimizer, xp, flat=flat) if fast else None
         self.step = self.step_impl if self.step_impl is not None else ReferenceStep(self.model, self.optimizer)
 
@@ -257,14 +241,26 @@ class Trainer:
         cfg = self.cfg
         if self.soft_logits is None:
             _, dlogits = cross_entropy(logits, batch["targets"], check=False, out=out[0, ...])
-            return out, dlogits
-        targets = batch["targets"] if cfg.hard_weight != 0.0 else None
-        parts, dlogits = distillation_parts(logits, batch["q"], targets, temperature=cfg.temperature,
+            if cfg.hard_weight != 1.0:   # the distilled stage's hard term alone (a plain student's weight is 1)
+                out[0, ...] *= cfg.hard_weight
+                dlogits *= cfg.hard_weight
+        elif cfg.soft_loss == "logit_matching":
+            _, dlogits = logit_matching(logits, batch["v"], check=False, out=out[2, ...])
+            dlogits *= cfg.soft_weight
+            out[2, ...] *= cfg.soft_weight
+            out[1, ...] = 0.0
+            if cfg.hard_weight != 0.0:
+                _, dhard = cross_entropy(logits, batch["targets"], check=False, out=out[1, ...])
+                dlogits += cfg.hard_weight * dhard
+            out[0, ...] = cfg.hard_weight * out[1, ...] + out[2, ...]
+        else:
+            targets = batch["targets"] if cfg.hard_weight != 0.0 else None
+            _, dlogits = distillation_parts(logits, batch["q"], targets, temperature=cfg.temperature,
                                             hard_weight=cfg.hard_weight, soft_weight=cfg.soft_weight,
                                             out=out[:2], log_p_out=batch["log_p"])
         if cfg.grad_bound is not None:
-            bound_rows_(dlogits, cfg.grad_bound / logits.shape[0])
-        return parts, dlogits
+            bound_rows_(dlogits, cfg.grad_bound / logits.shape[0], scale_out=batch["bound_scale"])
+        return out[:2] if self.soft_logits is not None else out[:1], dlogits
 
     def epoch_rows(self, perm: Array) -> dict[str, Array]:
         """The training rows in the epoch's shuffled order ``perm``, gathered once per epoch:
@@ -272,7 +268,11 @@ class Trainer:
         each (N, ...). A batch is a slice of each: no gather per step, and a row's targets
         cannot part from its image."""
         rows = {"x": self.x_train[perm], "targets": self._targets[perm]}
-        if self.soft_logits is not None:
+        if self.cfg.grad_bound is not None:   # each row's factor under the bound, written by the step
+            rows["bound_scale"] = self.xp.empty((perm.shape[0], 1), dtype=self._targets.dtype)
+        if self._v is not None:
+            rows["v"] = self._v[perm]
+        elif self.soft_logits is not None:
             rows["q"], rows["log_q"] = self._q[perm], self._log_q[perm]
             rows["log_p"] = self.xp.empty(rows["q"].shape, dtype=rows["q"].dtype)
         return rows
@@ -313,20 +313,26 @@ class Trainer:
         rows = self.epoch_rows(shuffled_indices(rng, n))
         starts = range(0, n, cfg.batch_size)
         # One row per batch, which the loss writes its parts into: nothing is summed per step.
-        table = xp.empty((len(starts), 3 if self.soft_logits is not None else 1), dtype=rows["x"].dtype)
+        table = xp.empty((len(starts), self._loss_columns), dtype=rows["x"].dtype)
         try:
             for b, start in enumerate(starts):
                 batch = {key: v[start:start + cfg.batch_size] for key, v in rows.items()}
                 xb = self.batch_inputs(batch["x"], rng)
-                self.step(xb, rng, lambda logits: self.loss_and_grad(logits, batch, table[b]))
+                # the step calls loss_fn once, now: the defaults bind this batch's rows and table row
+                self.step(xb, rng, lambda logits, batch=batch, row=table[b]: self.loss_and_grad(logits, batch, row))
         finally:
             self.step.end_epoch()
-        if self.soft_logits is not None:
+        if self._q is not None:
             self.kl_by_batch(rows, cfg.batch_size, out=table[:, 2])
         synchronize(xp)
         # The sums are float64, adding the rows in order: at a distilled loss of ~900 a float32 sum over
         # 600 steps rounds by more than the differences a reader compares.
-        self.epoch_means = table.astype(xp.float64).sum(axis=0) / len(starts)   # [loss] or [loss, hard, KL]
+        self.epoch_means = table.astype(xp.float64).sum(axis=0) / len(starts)   # [loss] or [loss, hard, soft]
+        self.epoch_bound = xp.zeros(0, dtype=xp.float64)   # with the bound: [rows rescaled, sum of their scales]
+        if "bound_scale" in rows:
+            scale = rows["bound_scale"].astype(xp.float64)
+            clipped = scale < 1
+            self.epoch_bound = xp.stack([clipped.sum().astype(xp.float64), (scale * clipped).sum()])
         return self.epoch_means[0], time.perf_counter() - t0
 
     def fit(self, *, on_epoch: Callable[[EpochLog], None] | None = None, eval_every: int = 1) -> list[EpochLog]:
@@ -334,13 +340,18 @@ class Trainer:
         for epoch in range(self.start_epoch, self.cfg.epochs):
             _, sec = self.train_epoch(epoch)
             last = epoch == self.cfg.epochs - 1
-            means = [float(v) for v in to_host(self.epoch_means)]  # one read per epoch
+            read = [float(v) for v in to_host(self.xp.concatenate([self.epoch_means, self.epoch_bound]))]  # one read
+            means, bound = read[:self._loss_columns], read[self._loss_columns:]
             loss_host = means[0]
             if self.health is not None:   # None: no checks (tests of arithmetic on runs too short to learn)
                 self.health.check(self.model, epoch, loss_host, self.optimizer.lr, last=last)
             parts = {}
             if self.soft_logits is not None:
-                parts = {"hard_loss": means[1] if self.cfg.hard_weight != 0.0 else None, "soft_kl": means[2]}
+                soft = "logit_mse" if self._v is not None else "soft_kl"
+                parts = {"hard_loss": means[1] if self.cfg.hard_weight != 0.0 else None, soft: means[2]}
+            if bound:
+                parts["bound_clipped"] = bound[0] / self.x_train.shape[0]
+                parts["bound_scale"] = bound[1] / bound[0] if bound[0] else None
             errors = -1
             if last or (epoch + 1) % eval_every == 0:
                 errors = int(to_host(count_test_errors(self.model, self.x_test, self.y_test)))

@@ -19,7 +19,7 @@ import pytest
 import cupy_standin
 from minikd.engine.backend import backend_name, get_backend, get_xp, is_cupy, make_rng, to_host
 from minikd.engine.layers import Dense, Dropout, bernoulli_mask
-from minikd.experiments.profiles import profile_configs
+from minikd.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays, run_stage
 from minikd.train import Trainer, build_model, teacher_logits
 
@@ -166,7 +166,7 @@ def reads_per_epoch(cp, cfg, arrays, n_rows, soft=None, epochs=2):
     start = cupy_standin.reads()
     with pytest.raises(Enough):
         trainer.fit(on_epoch=on_epoch)
-    per_epoch = [b - a for a, b in zip([start] + counts[:-1], counts)]
+    per_epoch = [b - a for a, b in zip([start] + counts[:-1], counts, strict=True)]
     assert all(numpy.isfinite(h.loss) for h in trainer.history)
     return per_epoch
 
@@ -232,7 +232,7 @@ def test_resume_equals_uninterrupted_on_the_standin(cp, digits, tmp_path, monkey
     arrays = prepare_arrays(digits, cp, train_size=300)
     full, _ = run_stage(cfg, arrays, cp, out=tmp_path / "full", progress=False)
 
-    from minikd.experiments import checkpoints
+    from minikd import checkpoints
 
     class Stop(Exception):
         pass
@@ -260,7 +260,8 @@ def test_resume_equals_uninterrupted_on_the_standin(cp, digits, tmp_path, monkey
 def test_mythical_digit_bias_shift_on_the_standin(cp, digits, tmp_path):
     """The omit experiment (students distilled without any 3, then a bias shift chosen on
     validation), from a teacher trained here on the stand-in."""
-    from minikd.experiments import checkpoints, mythical_digit
+    from minikd import checkpoints
+    from minikd.experiments import mythical_digit
     teacher = Trainer(learning_configs(digits)["teacher"], cp, *(lambda a: (a["x_train"], a["y_train"],
                       a["x_test"], a["y_test"]))(prepare_arrays(digits, cp)), fast=True)
     teacher.fit()
@@ -330,6 +331,7 @@ def test_gpu_check_script_runs_on_the_standin(tmp_path):
     """scripts/gpu_check.sh end to end, every part through the stand-in, tiny sizes."""
     out = tmp_path / "check"
     env = {k: v for k, v in ENV.items() if k != "MINIKD_DATA_DIR"}   # digits: offline and quick
+    env["PYTHON"] = sys.executable   # this interpreter, not whichever `python` PATH finds first
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(out), "--standin"],
                           capture_output=True, text=True, env=env, timeout=280, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

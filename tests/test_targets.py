@@ -1,4 +1,4 @@
-"""minikd.experiments.targets: what each transform keeps and what it destroys, on NumPy and on
+"""minikd.targets: what each transform keeps and what it destroys, on NumPy and on
 the CuPy stand-in (tests/cupy_standin.py). Data is made on the host, moved with ``asarray`` and
 brought back with ``to_host``; the softmax that judges the results is computed in float64."""
 import numpy
@@ -6,7 +6,7 @@ import pytest
 
 from minikd.engine.backend import make_rng, to_host
 from minikd.engine.losses import one_hot
-from minikd.experiments.targets import confidence_only, permute_non_top, smoothed_labels
+from minikd.targets import confidence_only, permute_non_top, smoothed_labels
 
 TEMPERATURES = [1.0, 2.0, 5.0, 20.0]
 

@@ -61,7 +61,7 @@ def class_list(text, flag, n_max=None):
     try:
         items = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{flag} {text!r}: give class numbers like 3 or 7,8")
+        raise argparse.ArgumentTypeError(f"{flag} {text!r}: give class numbers like 3 or 7,8") from None
     if not items:
         raise argparse.ArgumentTypeError(f"{flag} is empty")
     return items
@@ -237,7 +237,7 @@ def plot(results, path):
     plt = pyplot()
     exps = results["experiments"]
     fig, axes = plt.subplots(2, len(exps), figsize=(6.5 * len(exps), 7.5), squeeze=False)
-    for j, (name, exp) in enumerate(exps.items()):
+    for j, exp in enumerate(exps.values()):
         runs = exp["runs"]
         n_classes = len(runs[0]["test"]["none"]["per_class"])
         before = np.mean([r["test"]["none"]["per_class"] for r in runs], axis=0)
@@ -245,8 +245,8 @@ def plot(results, path):
         ax = axes[0, j]
         x = np.arange(n_classes)
         ax.bar(x - 0.2, before, 0.4, label="no correction", color="C3")
-        ax.bar(x + 0.2, after, 0.4, label=f"shift chosen on validation ({exp['summary']['validation']['shift']['mean']:+.2f})",
-               color="C0")
+        shift = exp["summary"]["validation"]["shift"]["mean"]
+        ax.bar(x + 0.2, after, 0.4, label=f"shift chosen on validation ({shift:+.2f})", color="C0")
         for c in exp["spec"]["focus"]:
             ax.axvspan(c - 0.5, c + 0.5, color="0.9", zorder=0)
         ax.set_xticks(x)
@@ -300,15 +300,18 @@ def _run(args, argv, xp, dataset):
     x_train, x_val, x_test = to_float(x_tr_host, xp), to_float(x_all[va_idx], xp), to_float(dataset.x_test, xp)
     y_val_dev, y_test_dev = to_device(y_val, xp), to_device(y_test, xp)
 
-    cfgs, distilled = section3_configs(args, dataset, temperature=args.temperature)
+    cfgs, distilled = section3_configs(args.profile, dataset, seed=args.seed, hard_weight=args.hard_weight,
+                                       soft_weight=args.soft_weight, lr=args.lr, teacher_width=args.teacher_width,
+                                       teacher_epochs=args.teacher_epochs, epochs=args.epochs,
+                                       grad_bound=args.grad_bound, temperature=args.temperature)
     width = args.width
     cfgs["distilled"] = replace(distilled, sizes=(dataset.n_features, width, width, dataset.n_classes))
     meta = run_meta(dataset, train_size=args.train_size, validation=True)
     split = {"x_train": x_train, "y_train": to_device(y_tr_host, xp), "x_test": x_val, "y_test": y_val_dev,
              "eval_name": "validation", "n_train": len(tr_idx), "n_eval": len(va_idx)}
 
-    teacher, teacher_info = section3_teacher(args, cfgs["teacher"], split, xp, dataset, out=out, meta=meta,
-                                             test=(x_test, y_test_dev))
+    teacher, teacher_info = section3_teacher(args.teacher, cfgs["teacher"], split, xp, dataset, out=out, meta=meta,
+                                             test=(x_test, y_test_dev), profile=args.profile, fast=not args.no_fast)
     if not args.teacher:   # trained here, on the training split
         teacher_info.update(epochs_planned=cfgs["teacher"].epochs, saw_all_training_rows=False,
                             train_size=args.train_size)
@@ -346,7 +349,7 @@ def _run(args, argv, xp, dataset):
                           extra={"teacher_soft_targets": teacher_id, "transfer_set": spec["dir"]})
             try:
                 trainer, entry = run_stage(cfg, arrays, xp, out=out / spec["dir"], soft_logits=soft,
-                                           meta=exp_meta, **stage_keywords(args))
+                                           meta=exp_meta, **stage_keywords(args.profile, fast=not args.no_fast))
             except StageRunError as exc:
                 fail(str(exc))
             val_logits = to_host(predict_logits(trainer.model, x_val))

@@ -4,73 +4,71 @@
     student            784-800-800-10, hard labels only                        paper: 146
     distilled student  784-800-800-10, hard labels + teacher soft targets T=20 paper: 74
 
-    python scripts/reproduce.py                      # quick profile, MNIST, ~30 min on 2 CPU cores
-    python scripts/reproduce.py --backend cupy --profile paper   # the full 3,000-epoch schedule
+    python scripts/reproduce.py                              # quick profile, MNIST
+    python scripts/reproduce.py --teacher-seeds 3 --seeds 1  # three teachers, a paired student pair each
+    python scripts/reproduce.py --teacher runs/a/teacher.npz --stages student,distilled
 
-Everything is written to --out: results.json, one checkpoint per model,
-learning_curves.png. --resume continues an interrupted run.
+Everything goes to --out: results.json (every run, the summary over seeds, the paired
+gain, the environment), one checkpoint per model, learning_curves.png. --resume
+continues an interrupted run. No profile is the paper's recipe unchanged: `minikd
+deviations PROFILE` lists every departure, and results.json records them.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 
-from ..train import teacher_logits
+from ..checkpoints import CheckpointError, load_teacher
+from ..engine.backend import to_host
+from ..profiles import PROFILES, deviations_from_paper
+from ..train import count_test_errors, teacher_logits
 from .args import (check_loss_weights, data_flags, decay_factor, fail, grad_bound_flags, loss_flags,
                    positive_float, positive_int, shared_flags, with_grad_bound)
-from .profiles import EPOCHS, PROFILES, deviations_from_paper, describe_deviations, mnist_configs
-from .report import finish_axes, print_table, pyplot, save_figure, write_json
-from .results import PAPER_TABLE, SEED_REPRO_TABLE, environment_info, soft_targets_sha256
-from .stage import (STAGE_ALIASES, STAGES, StageRunError, checkpoint_path, prepare_arrays, refuse_overwrite,
-                    run_command, run_meta, run_stage, stage_configs)
-
-
+from .report import write_json
+from .results import PAPER_TABLE, environment_info, finished_now, soft_targets_sha256
+from .stage import STAGES, StageRunError, prepare_arrays, refuse_overwrite, run_command, run_meta, run_stage, \
+    stage_configs
+from .reproduce_table import legacy_models, paired_runs, plot_curves, print_results, summarize
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=profiles_epilog(),
                                 parents=[data_flags(default_out="runs/reproduce"), loss_flags(), grad_bound_flags(),
                                          shared_flags("--lr-warmup", "--validation", "--no-fast")])
     p.add_argument("--profile", choices=PROFILES, default="quick",
-                   help="quick: the 2012 recipe with fewer epochs, for a 2-core CPU (default); paper: the paper's "
-                        "3,000 epochs and schedules; demo: the quick profile's first epochs, its students on the "
-                        "first 2,000 images (a few minutes). None is the paper's recipe unchanged: every departure "
-                        "is listed at the end of this help and in results.json (deviations_from_paper)")
+                   help="quick: the recipe with fewer epochs, for a CPU (default); paper: its 3,000 epochs; "
+                        "demo: the quick profile's first epochs, students on 2,000 images (minutes)")
     p.add_argument("--stages", default="teacher,student,distilled",
-                   help="comma-separated subset of teacher,student,distilled (default: all; 'distill' "
-                        "is accepted for distilled). distilled without teacher reuses the teacher saved in --out")
-    p.add_argument("--epochs", type=positive_int, default=None, help="override the number of epochs of every stage")
-    p.add_argument("--train-size", type=positive_int, default=None,
-                   help="use only the first N training images (smoke runs)")
-    p.add_argument("--seeds", type=positive_int, default=1,
-                   help="train the student and the distilled student with this many seeds "
-                        "(--seed, --seed+1, ...); the teacher is trained once")
-    p.add_argument("--lr", type=positive_float, default=None,
-                   help="initial learning rate eps_0 for every stage (default: profile's, 1 for every stage except "
-                        "the quick profile's teacher, 0.7; the paper says 10, public code used 1)")
+                   help="a subset of teacher,student,distilled (default: all); without teacher, the teacher "
+                        "comes from --teacher or from --out")
+    p.add_argument("--teacher", default=None, metavar="CKPT",
+                   help="distil from this trained teacher checkpoint instead of training one")
+    p.add_argument("--teacher-seeds", type=positive_int, default=1, metavar="J",
+                   help="train J teachers, seeds --seed, --seed+1, ... (default 1)")
+    p.add_argument("--seeds", type=positive_int, default=1, metavar="K",
+                   help="students of each kind per teacher (default 1): seeds teacher_seed*K + k, the plain "
+                        "and the distilled student of one seed paired (same initial weights and batches)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs of every stage (default: profile's)")
+    p.add_argument("--train-size", type=positive_int, default=None, help="only the first N training images")
+    p.add_argument("--lr", type=positive_float, default=None, help="eps_0 of every stage (default: profile's)")
     p.add_argument("--lr-decay", type=decay_factor, default=None,
-                   help="per-epoch factor of the learning rate for every stage, 0 < d <= 1 (default: profile's; quick "
-                        "compresses the paper's 0.998^3000 fall into the stage's epochs)")
+                   help="per-epoch factor of the learning rate, 0 < d <= 1 (default: profile's)")
     p.add_argument("--max-norm", type=positive_float, default=15.0,
                    help="the teacher's max-norm limit as the paper states it (default 15)")
     p.add_argument("--max-norm-on", choices=("squared", "length"), default="squared",
-                   help="what --max-norm bounds: the squared length of each hidden unit's incoming weight "
-                        "vector (default; length <= sqrt(15)) or the length itself")
-    p.add_argument("--resume", action="store_true",
-                   help="continue each stage from its checkpoint in --out (finished stages are reused)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="train the chosen stages from scratch even where --out holds their checkpoints "
-                        "(without it, or --resume, a run that would replace one stops before training)")
-    p.add_argument("--checkpoint-every", type=positive_int, default=None,
-                   help="epochs between checkpoints (default: 10 for paper, 1 for the others)")
-    p.add_argument("--eval-every", type=positive_int, default=None,
-                   help="epochs between test evaluations (default: 10 for paper, 1 for the others)")
+                   help="what --max-norm bounds: the squared length of a unit's weights (default) or the length")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    p.add_argument("--overwrite", action="store_true", help="train again where --out holds checkpoints")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="N",
+                   help="save every N epochs (default: when a minute has passed, and at each stage's end)")
+    p.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
+                   help="test errors every N epochs (default: 10 for paper, 1 for the others)")
     args = p.parse_args(argv)
-    stages = [STAGE_ALIASES.get(s.strip(), s.strip()) for s in args.stages.split(",") if s.strip()]
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         p.error(f"--stages: unknown stage(s) {', '.join(bad) or '(none)'}; choose from {', '.join(STAGES)}")
@@ -79,25 +77,19 @@ def parse_args(argv=None):
         check_loss_weights(p, args.hard_weight, args.soft_weight)
     if args.resume and args.overwrite:
         p.error("--resume continues the checkpoints in --out, --overwrite replaces them: choose one")
+    if args.teacher is not None:
+        if "teacher" in args.stages:
+            p.error(f"--teacher {args.teacher} gives the teacher: leave teacher out of --stages "
+                    f"(e.g. --stages student,distilled)")
+        if args.teacher_seeds > 1:
+            p.error(f"--teacher {args.teacher} is one teacher: it cannot be combined with --teacher-seeds "
+                    f"{args.teacher_seeds}")
     return args
 
 
-def profiles_epilog():
-    """Every profile's departures from the paper, as --help prints them (MNIST's shapes)."""
-    parts = ["Where each profile departs from the paper (Hinton et al. 2012 appendix A, 2015 section 3), "
-             "or chooses where it is silent:"]
-    for name in PROFILES:
-        parts.append(f"--profile {name}:\n" + describe_deviations(deviations_from_paper(mnist_configs(name))))
-    return "\n\n".join(parts)
-
-
 def load_previous_results(path, config):
-    """results.json already in --out from a run on the same data, or {}.
-
-    A stage run alone (e.g. ``--stages distilled`` after the teacher) keeps the
-    other models' entries, so the final table shows all three.
-    """
-    import json
+    """results.json already in --out from a run of the same profile on the same data, or {}:
+    a stage run alone (``--stages distilled`` after the teacher) keeps the other models' runs."""
     if not path.exists():
         return {}
     try:
@@ -106,164 +98,13 @@ def load_previous_results(path, config):
         return {}
     same = all(old.get("config", {}).get(k) == config[k]
                for k in ("profile", "dataset", "n_train", "evaluated_on", "n_eval"))
-    return old if same else {}
-
-
-MNIST_TRAIN_IMAGES = 60000
-
-
-def comparable_with_paper(dataset, eval_name, models=None, profile="quick"):
-    """True when a run's error counts are on the paper's footing: MNIST's 10,000 test images,
-    every model trained on all 60,000 training images for its profile's own epochs. Digits, an
-    idx folder, the validation split, a --train-size subset or a shortened --epochs run count
-    other errors, so the paper's 67 / 146 / 74 (and the seed reproduction's) would only mislead
-    beside them."""
-    if dataset != "mnist" or eval_name != "test":
-        return False
-    return all(m.get("train_size") == MNIST_TRAIN_IMAGES and m.get("epochs") == EPOCHS[profile][key]
-               for key, m in (models or {}).items())
-
-
-def print_results(models, eval_name, dataset="mnist", profile="quick"):
-    """The final table; the published columns only where comparable_with_paper."""
-    published = comparable_with_paper(dataset, eval_name, models, profile)
-    rows = [("model", f"{eval_name} errors", "error %") + (("paper", "seed repro") if published else ())]
-    n_eval = None
-    for key, label in (("teacher", "teacher"), ("student", "student"), ("distilled", "distilled student")):
-        if key not in models:
-            continue
-        m = models[key]
-        n_eval = m["n_eval"]
-        errs = m.get("test_errors_all_seeds", [m["test_errors"]])
-        row = (label, " / ".join(str(e) for e in errs), " / ".join(f"{100.0 * e / m['n_eval']:.2f}" for e in errs))
-        if published:
-            row += (str(PAPER_TABLE[key]), str(SEED_REPRO_TABLE[key]))
-        rows.append(row)
-    print_table(rows)
-    if not published:
-        where = f"{n_eval} {dataset} {eval_name} images" if n_eval is not None else f"{dataset} {eval_name} images"
-        print(f"errors out of {where}; the paper's figures count errors on MNIST's 10,000 test images "
-              f"after training on all 60,000 for the profile's own epochs, so they are not comparable and "
-              f"are not shown")
-
-
-def plot_curves(models, path, eval_name, dataset="mnist", profile="quick"):
-    """Errors per epoch of each model (log scale); the paper's numbers as dashed
-    lines only where comparable_with_paper."""
-    plt = pyplot()
-    published = comparable_with_paper(dataset, eval_name, models, profile)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = {"teacher": "C0", "student": "C1", "distilled": "C2"}
-    for key, m in models.items():
-        pts = [(h["epoch"] + 1, h["test_errors"]) for h in m["history"] if h["test_errors"] >= 0]
-        if pts:
-            ax.plot(*zip(*pts), color=colors[key], label=f"{key} (seed {m['seed']})")
-        if published:
-            ax.axhline(PAPER_TABLE[key], color=colors[key], ls="--", lw=0.8,
-                       label=f"paper {key}: {PAPER_TABLE[key]}")
-    ax.set_xlabel("epoch")
-    n_eval = next((m["n_eval"] for m in models.values() if "n_eval" in m), None)
-    ax.set_ylabel(f"{eval_name} errors" + (f" (of {n_eval:,})" if n_eval else ""))
-    ax.set_yscale("log")
-    finish_axes(ax, f"minikd: learning curves ({dataset})")
-    save_figure(fig, path, dpi=110)
+    return old if same and isinstance(old.get("runs"), list) else {}
 
 
 def main(argv=None):
     args = parse_args(argv)
     return run_command(args, lambda xp, dataset: _run(args, argv, xp, dataset),
                        how_to_continue="rerun the same command with --resume to continue")
-
-
-def _run(args, argv, xp, dataset):
-    out = Path(args.out)
-    cfgs = stage_configs(args.profile, dataset, epochs=args.epochs, seed=args.seed, temperature=args.temperature,
-                         hard_weight=args.hard_weight, soft_weight=args.soft_weight, lr=args.lr,
-                         lr_warmup=args.lr_warmup, lr_decay=args.lr_decay, max_norm=args.max_norm,
-                         max_norm_on=args.max_norm_on)
-    cfgs["distilled"] = with_grad_bound(cfgs["distilled"], args.grad_bound)
-    every = 10 if args.profile == "paper" else 1
-    # Each stage's training images: --train-size, else the profile's (the demo's students: the first 2,000), else all.
-    rows = {stage: args.train_size if args.train_size is not None else
-            (min(c.extra["train_rows"], len(dataset.y_train)) if c.extra.get("train_rows") else None)
-            for stage, c in cfgs.items()}
-    try:
-        by_rows = {n: prepare_arrays(dataset, xp, train_size=n, validation=args.validation) for n in set(rows.values())}
-    except ValueError as exc:
-        fail(str(exc))
-    arrays_of = {stage: by_rows[n] for stage, n in rows.items()}
-    arrays = arrays_of["distilled"]   # the transfer set, whose size results.json's config reports
-    run_kw = dict(out=out, resume=args.resume, fast=not args.no_fast, overwrite=args.overwrite,
-                  checkpoint_every=every if args.checkpoint_every is None else args.checkpoint_every,
-                  eval_every=every if args.eval_every is None else args.eval_every)
-
-    def stage_kw(stage):
-        """run_stage's keywords for ``stage``: its images and the meta its checkpoint records."""
-        return dict(run_kw, meta=run_meta(dataset, train_size=rows[stage], validation=args.validation,
-                                          profile=args.profile))
-
-    def with_seed(stage, seed):
-        return replace(cfgs[stage], seed=seed)
-
-    def seeds_of(stage):
-        return [args.seed] if stage == "teacher" else [args.seed + i for i in range(args.seeds)]
-
-    try:  # before any training: a rerun must not replace finished checkpoints by accident
-        refuse_overwrite([checkpoint_path(out, with_seed(stage, seed)) for stage in args.stages
-                          for seed in seeds_of(stage)], resume=args.resume, overwrite=args.overwrite)
-    except StageRunError as exc:
-        fail(str(exc))
-    results_path = out / "results.json"
-    results = {"models": {}, "config": {
-        "argv": sys.argv[1:] if argv is None else list(argv), "profile": args.profile,
-        "dataset": dataset.name, "data_source": dataset.source, "n_train": arrays["n_train"],
-        "evaluated_on": arrays["eval_name"], "n_eval": arrays["n_eval"], "seeds": args.seeds,
-        "stages": {k: cfgs[k].to_dict() for k in args.stages},
-    }, "deviations_from_paper": deviations_from_paper(cfgs), "environment": environment_info(xp),
-        "paper": PAPER_TABLE, "seed_reproduction": SEED_REPRO_TABLE}
-    previous = load_previous_results(results_path, results["config"])
-    for key, entry in previous.get("models", {}).items():
-        if key not in args.stages:
-            results["models"][key] = entry  # a stage run earlier into the same --out
-            results["config"]["stages"].update(
-                {k: v for k, v in previous["config"].get("stages", {}).items() if k == key})
-    t_start = time.time()
-    soft = None   # the teacher's soft targets, once the teacher is trained or loaded
-    try:
-        for stage in args.stages:
-            if stage == "distilled" and soft is None:   # the teacher saved in --out
-                teacher = run_stage(cfgs["teacher"], arrays_of["teacher"], xp, reuse_only=True, **stage_kw("teacher"))
-                soft = soft_targets(teacher[0].model, arrays["x_train"])
-                name_the_loaded_teacher(results["models"].get("teacher"), teacher[1]["checkpoint"], soft)
-            runs = []
-            for seed in seeds_of(stage):
-                trainer, entry = run_stage(with_seed(stage, seed), arrays_of[stage], xp,
-                                           soft_logits=soft.logits if stage == "distilled" else None,
-                                           **stage_kw(stage))
-                runs.append(entry)
-            if stage == "teacher":   # on the transfer set: the distilled student's training images
-                soft = soft_targets(trainer.model, arrays["x_train"])
-            entry = dict(runs[0])
-            if len(runs) > 1:
-                entry["test_errors_all_seeds"] = [r["test_errors"] for r in runs]
-                entry["test_errors_mean"] = sum(entry["test_errors_all_seeds"]) / len(runs)
-                entry["seeds"] = [{k: r[k] for k in ("seed", "test_errors", "sec_per_epoch", "wall_seconds")}
-                                  for r in runs]
-            if stage == "teacher":   # which soft targets this teacher gives; a distilled row names the same hash
-                entry["soft_targets_sha256"] = soft.sha256
-            if stage == "distilled":
-                entry["teacher_soft_targets_sha256"] = soft.sha256
-            results["models"][stage] = entry
-            drop_rows_of_another_teacher(results["models"], args.stages, results_path)
-            results["wall_seconds_this_run"] = time.time() - t_start
-            write_json(results_path, results)
-    except StageRunError as exc:
-        fail(str(exc))
-    print_results(results["models"], arrays["eval_name"], dataset=dataset.name, profile=args.profile)
-    plot_curves(results["models"], out / "learning_curves.png", arrays["eval_name"], dataset=dataset.name,
-                profile=args.profile)
-    print(f"wall time of this run {results['wall_seconds_this_run'] / 60:.1f} min; results in {results_path}")
-    return 0
 
 
 class SoftTargets:
@@ -282,34 +123,153 @@ def soft_targets(teacher_model, x_transfer):
     return soft
 
 
-def name_the_loaded_teacher(row, checkpoint, soft):
-    """A teacher row carried from a results.json written before minikd recorded soft-target hashes
-    names none; when it describes the very checkpoint this run loaded, its hash is this run's."""
-    if row is not None and "soft_targets_sha256" not in row and row.get("checkpoint") == checkpoint:
-        row["soft_targets_sha256"] = soft.sha256
+def teacher_file(out, seed, many):
+    """teacher.npz for a run with one teacher, teacher_seed{j}.npz for each of several."""
+    return Path(out) / (f"teacher_seed{seed}.npz" if many else "teacher.npz")
 
 
-def drop_rows_of_another_teacher(models, trained_now, results_path):
-    """A table must not mix a distilled student with a teacher that did not teach it.
+def student_file(out, stage, seed):
+    return Path(out) / f"{stage}_seed{seed}.npz"
 
-    When results.json's teacher and distilled rows name different soft targets (or an older
-    distilled row names none), the row carried over from an earlier run is dropped -- the table
-    starts again for it -- and one line on stderr says so."""
-    teacher, distilled = models.get("teacher"), models.get("distilled")
-    if teacher is None or distilled is None:
-        return
-    if distilled.get("teacher_soft_targets_sha256") == teacher.get("soft_targets_sha256") is not None:
-        return
-    carried = [key for key in ("teacher", "distilled") if key not in trained_now]
-    if len(carried) != 1:   # both trained now share one teacher by construction; both carried were checked then
-        return
-    stale = carried[0]
-    key = "soft_targets_sha256" if stale == "teacher" else "teacher_soft_targets_sha256"
-    why = ("names no teacher (it was written before minikd recorded them)" if key not in models[stale]
-           else "learned from (or is) another teacher than this run's")
-    del models[stale]
-    print(f"{results_path}: the {stale} row from an earlier run {why}, so it is dropped from the table; "
-          f"train it again (--stages {stale}) to fill it", file=sys.stderr)
+
+def student_seeds(teacher_seed, k):
+    """The seeds of a teacher's students of each kind: teacher_seed * K + k, so no two teachers
+    share a student and one command per teacher seed trains what one command for all would."""
+    return [teacher_seed * k + i for i in range(k)]
+
+
+def _run(args, argv, xp, dataset):
+    env = environment_info(xp, argv)
+    out = Path(args.out)
+    cfgs = stage_configs(args.profile, dataset, epochs=args.epochs, seed=args.seed, temperature=args.temperature,
+                         hard_weight=args.hard_weight, soft_weight=args.soft_weight, lr=args.lr,
+                         lr_warmup=args.lr_warmup, lr_decay=args.lr_decay, max_norm=args.max_norm,
+                         max_norm_on=args.max_norm_on)
+    cfgs["distilled"] = with_grad_bound(cfgs["distilled"], args.grad_bound)
+    every = 10 if args.profile == "paper" else 1
+    # Each stage's training images: --train-size, else the profile's (the demo's students: the first 2,000), else all.
+    rows = {stage: args.train_size if args.train_size is not None else
+            (min(c.extra["train_rows"], len(dataset.y_train)) if c.extra.get("train_rows") else None)
+            for stage, c in cfgs.items()}
+    try:
+        by_rows = {n: prepare_arrays(dataset, xp, train_size=n, validation=args.validation) for n in set(rows.values())}
+    except ValueError as exc:
+        fail(str(exc))
+    arrays_of = {stage: by_rows[n] for stage, n in rows.items()}
+    arrays = arrays_of["distilled"]   # the transfer set, whose size results.json's config reports
+    run_kw = dict(out=out, resume=args.resume, fast=not args.no_fast, overwrite=args.overwrite,
+                  checkpoint_every=args.checkpoint_every,
+                  eval_every=every if args.eval_every is None else args.eval_every, environment=env)
+
+    def stage_kw(stage):
+        """run_stage's keywords for ``stage``: its images and the meta its checkpoint records."""
+        return dict(run_kw, meta=run_meta(dataset, train_size=rows[stage], validation=args.validation,
+                                          profile=args.profile))
+
+    given = None
+    if args.teacher is not None:
+        try:
+            model, info = load_teacher(args.teacher, xp, dataset=dataset)
+        except CheckpointError as exc:
+            fail(str(exc))
+        given = (model, info)
+        teacher_seeds = [int(info["config"]["seed"])]
+    else:
+        teacher_seeds = [args.seed + j for j in range(args.teacher_seeds)]
+    many = len(teacher_seeds) > 1
+    students = [stage for stage in ("student", "distilled") if stage in args.stages]
+    planned = [teacher_file(out, t, many) for t in teacher_seeds if "teacher" in args.stages]
+    planned += [student_file(out, stage, s) for t in teacher_seeds for s in student_seeds(t, args.seeds)
+                for stage in students]
+    try:  # before any training: a rerun must not replace finished checkpoints by accident
+        refuse_overwrite(planned, resume=args.resume, overwrite=args.overwrite)
+    except StageRunError as exc:
+        fail(str(exc))
+
+    results_path = out / "results.json"
+    config = {"argv": sys.argv[1:] if argv is None else list(argv), "profile": args.profile,
+              "dataset": dataset.name, "data_source": dataset.source, "n_train": arrays["n_train"],
+              "evaluated_on": arrays["eval_name"], "n_eval": arrays["n_eval"], "seed": args.seed,
+              "teacher_seeds": len(teacher_seeds), "seeds": args.seeds, "teacher": args.teacher,
+              "stages": {k: cfgs[k].to_dict() for k in args.stages}}
+    previous = load_previous_results(results_path, config)
+    runs = {}   # (model, teacher_seed, seed) -> run
+    for r in previous.get("runs", []):
+        runs[(r["model"], r["teacher_seed"], r["seed"])] = r
+    t_start = time.time()
+    predictions = {}
+
+    def record(model, teacher_seed, entry):
+        entry = {"model": model, "teacher_seed": teacher_seed, **entry}
+        runs[(model, teacher_seed, entry["seed"])] = entry
+        return entry
+
+    def save():
+        kept = drop_runs_of_another_teacher(runs, results_path)
+        ordered = sorted(kept.values(), key=lambda r: (STAGES.index(r["model"]), r["teacher_seed"], r["seed"]))
+        pairs = paired_runs(ordered, arrays, xp, predictions)
+        env["finished"] = finished_now()
+        results = {"command": "reproduce", "config": config, "environment": env,
+                   "deviations_from_paper": deviations_from_paper(cfgs), "paper": PAPER_TABLE,
+                   "runs": ordered, "summary": summarize(ordered, pairs), "models": legacy_models(ordered),
+                   "wall_seconds_this_run": time.time() - t_start}
+        write_json(results_path, results)
+        return results
+
+    results = None
+    try:
+        for t in teacher_seeds:
+            teacher_cfg = replace(cfgs["teacher"], seed=t)
+            path = teacher_file(out, t, many)
+            if given is not None:
+                model, info = given
+                soft = soft_targets(model, arrays["x_train"])
+                errors = int(to_host(count_test_errors(model, arrays["x_test"], arrays["y_test"])))
+                record("teacher", t, {"seed": t, "test_errors": errors, "n_eval": int(arrays["n_eval"]),
+                                      "evaluated_on": arrays["eval_name"], "epochs": info["epochs_done"],
+                                      "train_size": info["train_size"], "checkpoint": info["path"],
+                                      "loaded": True, "config": info["config"], "soft_targets_sha256": soft.sha256})
+            else:
+                reuse = "teacher" not in args.stages
+                trainer, entry = run_stage(teacher_cfg, arrays_of["teacher"], xp, reuse_only=reuse, path=path,
+                                           **stage_kw("teacher"))
+                soft = soft_targets(trainer.model, arrays["x_train"])   # on the transfer set
+                if reuse:
+                    entry["loaded"] = True
+                record("teacher", t, {**entry, "soft_targets_sha256": soft.sha256})
+            results = save()
+            for s in student_seeds(t, args.seeds):
+                for stage in students:
+                    _, entry = run_stage(replace(cfgs[stage], seed=s), arrays_of[stage], xp,
+                                         soft_logits=soft.logits if stage == "distilled" else None,
+                                         path=student_file(out, stage, s), **stage_kw(stage))
+                    if stage == "distilled":
+                        entry["teacher_soft_targets_sha256"] = soft.sha256
+                    record(stage, t, entry)
+                    results = save()
+    except StageRunError as exc:
+        fail(str(exc))
+    print_results(results["runs"], results["summary"], arrays["eval_name"], dataset=dataset.name,
+                  profile=args.profile)
+    plot_curves(results["runs"], out / "learning_curves.png", arrays["eval_name"], dataset=dataset.name,
+                profile=args.profile)
+    print(f"wall time of this run {results['wall_seconds_this_run'] / 60:.1f} min; results in {results_path}")
+    return 0
+
+
+def drop_runs_of_another_teacher(runs, results_path):
+    """A table must not mix a distilled student with a teacher that did not teach it: a distilled
+    run whose teacher hash differs from its teacher seed's teacher run is dropped (it came from an
+    earlier run into the same --out), with one line on stderr. Returns the runs kept."""
+    teachers = {tseed: r.get("soft_targets_sha256") for (model, tseed, _), r in runs.items() if model == "teacher"}
+    for key in [k for k, r in runs.items() if k[0] == "distilled"]:
+        wanted = teachers.get(key[1])
+        if wanted is not None and runs[key].get("teacher_soft_targets_sha256") != wanted:
+            del runs[key]
+            print(f"{results_path}: the distilled student of seed {key[2]} from an earlier run learned from another "
+                  f"teacher than teacher seed {key[1]}'s, so it is dropped; train it again (--stages distilled)",
+                  file=sys.stderr)
+    return runs
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ results.json's ``models``.
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,13 +21,12 @@ from ..data import to_float, train_val_split
 from ..engine.backend import to_device, to_host
 from ..train import DivergenceError, StageConfig, Trainer, count_test_errors
 from .args import load_data_or_exit, pick_backend_or_exit
-from .checkpoints import CheckpointError, check_compatible, load_into, read_checkpoint, save_checkpoint
+from ..checkpoints import CheckpointError, check_compatible, load_into, read_checkpoint, save_checkpoint
 from .outdir import guarded_run
-from .profiles import profile_configs
+from ..profiles import profile_configs
 
 
 STAGES = ("teacher", "student", "distilled")
-STAGE_ALIASES = {"distill": "distilled"}  # the name the distilled stage had on the command line before
 
 
 class StageRunError(RuntimeError):
@@ -51,11 +52,65 @@ def run_command(args, body, *, how_to_continue, check=None):
 
 
 def stage_configs(profile, dataset, **overrides):
-    """``profiles.profile_configs`` for ``dataset``'s shapes, the teacher's jitter sized to its
-    images (2 pixels on MNIST's 28x28, 1 on the 8x8 digits)."""
+    """``minikd.profile_configs`` for ``dataset``'s shapes (the teacher's jitter sized to its images)."""
     return profile_configs(profile, n_features=dataset.n_features, n_classes=dataset.n_classes,
-                           image_shape=dataset.image_shape, jitter=2 if dataset.image_shape[0] >= 16 else 1,
-                           **overrides)
+                           image_shape=dataset.image_shape, **overrides)
+
+
+class CheckpointPolicy:
+    """When ``run_stage`` saves a stage's checkpoint: the one policy every command follows.
+
+    By default by time: after an epoch when at least ``seconds`` (60) have passed since the
+    last save, so a long run loses at most about a minute and a short one is not slowed by
+    writing a file per epoch. ``every=N`` (``--checkpoint-every N``) saves every N epochs
+    instead: deterministic, as the tests want. Always at the stage's last epoch, and after
+    the epoch a first Ctrl-C let finish.
+    """
+
+    SECONDS = 60.0
+
+    def __init__(self, every=None, *, seconds=SECONDS, clock=time.monotonic):
+        if every is not None and every < 1:
+            raise ValueError(f"checkpoint every {every} epochs: must be >= 1")
+        self.every, self.seconds, self.clock = every, float(seconds), clock
+        self.last = clock()
+
+    def due(self, epochs_done, last_epoch):
+        if last_epoch:
+            return True
+        if self.every is not None:
+            return epochs_done % self.every == 0
+        return self.clock() - self.last >= self.seconds
+
+    def saved(self):
+        self.last = self.clock()
+
+
+class StopAfterEpoch:
+    """Ctrl-C during training, in two steps: the first lets the current epoch finish, so its
+    checkpoint is saved and ``--resume`` continues exactly as an uninterrupted run would; a
+    second stops at once (KeyboardInterrupt), keeping the last checkpoint saved."""
+
+    def __init__(self, what):
+        self.what, self.requested, self.previous = what, False, None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nCtrl-C: {self.what} stops after this epoch, once its checkpoint is saved "
+              f"(Ctrl-C again to stop at once, keeping the last one)", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def training_subset(dataset, train_size=None):
@@ -153,7 +208,7 @@ def _restore(trainer, path, meta, *, strict=True):
     since continuing under a different schedule would not be the same run."""
     header, arrays = read_checkpoint(path, owned=strict)
     check_compatible(path, header, trainer.cfg, meta)
-    saved = StageConfig.from_dict(header["config"]).to_dict()  # fills fields added since it was saved
+    saved = header["config"]
     mine = trainer.cfg.to_dict()
     diff = [k for k in mine if strict and k != "epochs" and saved.get(k) != mine[k]]
     if diff:
@@ -164,19 +219,24 @@ def _restore(trainer, path, meta, *, strict=True):
     return header
 
 
-def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, checkpoint_every=1,
-              eval_every=1, soft_logits=None, reuse_only=False, progress=True, overwrite=False):
+def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, checkpoint_every=None,
+              eval_every=1, soft_logits=None, reuse_only=False, progress=True, overwrite=False, path=None,
+              environment=None):
     """Train (or resume, or reuse) one stage; returns (trainer, results entry).
 
     reuse_only: load a finished checkpoint and never train (the saved teacher
     for a run of the distilled stage alone). An existing checkpoint is only
     replaced by a fresh training with overwrite=True (``--overwrite``);
-    resume=True continues it instead.
+    resume=True continues it instead. checkpoint_every: None saves by time,
+    N every N epochs (``CheckpointPolicy``). path: the checkpoint's file
+    (default ``checkpoint_path(out, cfg)``). environment: what the checkpoint's
+    header records of the run (``results.environment_info``).
     """
-    if checkpoint_every < 1 or eval_every < 1:
-        raise ValueError(f"checkpoint_every ({checkpoint_every}) and eval_every ({eval_every}) must be >= 1")
+    if eval_every < 1:
+        raise ValueError(f"eval_every ({eval_every}) must be >= 1")
+    policy = CheckpointPolicy(checkpoint_every)
     meta = dict(meta or {})
-    path = checkpoint_path(out, cfg)
+    path = Path(path) if path is not None else checkpoint_path(out, cfg)
     try:
         if not reuse_only:
             refuse_overwrite([path], resume=resume, overwrite=overwrite)
@@ -194,7 +254,7 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
             if reuse_only:
                 trainer.cfg = StageConfig.from_dict(header["config"])  # the teacher as it was trained
     except (CheckpointError, ValueError) as exc:
-        raise StageRunError(str(exc))
+        raise StageRunError(str(exc)) from None
 
     bar = None
     if progress and trainer.start_epoch < cfg.epochs:
@@ -211,23 +271,33 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
             if log.soft_kl is not None:  # distilling: the loss in parts (hard CE, soft_weight T^2 KL(q || p))
                 shown["hard"] = "-" if log.hard_loss is None else f"{log.hard_loss:.4f}"
                 shown["T2KL"] = f"{log.soft_kl:.4f}"
+            if log.logit_mse is not None:
+                shown["hard"] = "-" if log.hard_loss is None else f"{log.hard_loss:.4f}"
+                shown["logit_mse"] = f"{log.logit_mse:.4f}"
+            if log.bound_clipped is not None:   # the per-row bound: share of rows rescaled, their mean scale
+                shown["bounded"] = f"{100 * log.bound_clipped:.0f}%"
+                shown["scale"] = "-" if log.bound_scale is None else f"{log.bound_scale:.2f}"
             shown["errors"] = log.test_errors if log.test_errors >= 0 else "-"
             shown["s_per_ep"] = f"{log.sec:.2f}"
             bar.set_postfix(shown)  # a dict keeps this order (keyword arguments would be sorted)
-        if (log.epoch + 1) % checkpoint_every == 0 or log.epoch + 1 == cfg.epochs:
-            save_checkpoint(path, trainer, meta)
+        if policy.due(log.epoch + 1, log.epoch + 1 == cfg.epochs) or stop.requested:
+            save_checkpoint(path, trainer, meta, environment=environment)
+            policy.saved()
             saved["epochs"] = trainer.start_epoch
+        if stop.requested and log.epoch + 1 < cfg.epochs:
+            raise KeyboardInterrupt
 
     t0 = time.time()
+    stop = StopAfterEpoch(f"{cfg.name} (seed {cfg.seed})")
     try:
-        trainer.fit(on_epoch=on_epoch, eval_every=eval_every)
+        with stop:
+            trainer.fit(on_epoch=on_epoch, eval_every=eval_every)
     except DivergenceError as exc:
         if saved["epochs"] and path.exists():
             where = f"The last good checkpoint is {path} (epoch {saved['epochs']} of {cfg.epochs})."
         else:
-            where = (f"No checkpoint of this {cfg.name} was written (the first is due after epoch "
-                     f"{checkpoint_every}).")
-        raise StageRunError(f"{str(exc).rstrip('.')}. {where}")
+            where = f"No checkpoint of this {cfg.name} was written before it stopped."
+        raise StageRunError(f"{str(exc).rstrip('.')}. {where}") from None
     finally:
         if bar is not None:
             bar.close()

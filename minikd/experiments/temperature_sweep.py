@@ -205,7 +205,10 @@ def _run(args, argv, xp, dataset):
         x_tr, y_tr = training_subset(dataset, args.train_size)
     except ValueError as exc:
         fail(str(exc))
-    cfgs, distill = section3_configs(args, dataset)
+    cfgs, distill = section3_configs(args.profile, dataset, seed=args.seed, hard_weight=args.hard_weight,
+                                     soft_weight=args.soft_weight, lr=args.lr, teacher_width=args.teacher_width,
+                                     teacher_epochs=args.teacher_epochs, epochs=args.epochs,
+                                     grad_bound=args.grad_bound)
 
     # The teacher (loaded, or trained here on the whole training set) and its
     # soft targets for every training image, computed once.
@@ -215,8 +218,8 @@ def _run(args, argv, xp, dataset):
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
               "eval_name": "test", "n_train": len(y_tr), "n_eval": len(dataset.y_test)}
     meta = run_meta(dataset, train_size=args.train_size, validation=False)
-    teacher, teacher_info = section3_teacher(args, cfgs["teacher"], arrays, xp, dataset, out=out, meta=meta,
-                                             test=(x_test, y_test))
+    teacher, teacher_info = section3_teacher(args.teacher, cfgs["teacher"], arrays, xp, dataset, out=out, meta=meta,
+                                             test=(x_test, y_test), profile=args.profile, fast=not args.no_fast)
     soft = to_host(teacher_logits(teacher, x_train)).astype(np.float32)
     del x_train, x_test, teacher, arrays
 

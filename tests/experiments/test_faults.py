@@ -15,7 +15,8 @@ import pytest
 from minikd.data import load_dataset
 from minikd.data.mnist import MNIST_FILES
 from minikd.experiments import outdir
-from minikd.experiments import checkpoints, mythical_digit, reproduce, stage
+from minikd import checkpoints
+from minikd.experiments import mythical_digit, reproduce, stage
 from minikd.experiments.report import write_json
 from minikd.experiments.variants import idx_bytes
 from minikd.train import Trainer
@@ -35,7 +36,7 @@ def last_line(err):
 def write_idx(folder, x_train, y_train, x_test, y_test):
     """The four files, raw IDX under MNIST's names (variants.idx_bytes encodes them)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test)):
+    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test), strict=True):
         (folder / name).write_bytes(idx_bytes(arr))
     return folder
 
@@ -303,7 +304,9 @@ def test_the_cleanup_looks_only_where_minikd_writes(tmp_path, monkeypatch):
         (tmp_path / name).write_bytes(b"")
     listed = set()
     for name in ("listdir", "scandir"):   # what Path.iterdir, glob and os.walk read folders with
-        def spy(path=".", real=getattr(os, name)):
+        real = getattr(os, name)
+
+        def spy(path=".", real=real):   # `real` bound per name: spy runs after the loop
             listed.add(Path(path).relative_to(tmp_path).as_posix())
             return real(path)
         monkeypatch.setattr(os, name, spy)
@@ -355,7 +358,7 @@ def _digits_arrays(digits):
 
 
 def _student(epochs=4):
-    from minikd.experiments.profiles import profile_configs
+    from minikd.profiles import profile_configs
     cfg = profile_configs("quick", n_features=64, n_classes=10, image_shape=(8, 8), epochs=epochs)["student"]
     from dataclasses import replace
     return replace(cfg, sizes=(64, 30, 30, 10))

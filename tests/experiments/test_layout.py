@@ -20,4 +20,4 @@ def test_one_checkpoint_loader():
     """A checkpoint's parameters reach a network in checkpoints.py only (load_model, and load_into for a
     resumed trainer); every command and minikd.load go through it."""
     readers = {name for name, text in sources().items() if re.search(r"\bcheckpoint_params\(|\bread_checkpoint\(", text)}
-    assert readers <= {"experiments/checkpoints.py", "experiments/stage.py"}, readers
+    assert readers <= {"checkpoints.py", "experiments/stage.py"}, readers

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd.experiments import checkpoints, profiles
+from minikd import checkpoints, profiles
 from minikd.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -347,7 +347,7 @@ def test_readme_lists_every_profiles_departures():
     table = readme[readme.index(start) + len(start):readme.index(end)]
     assert table == profiles.deviations_markdown(), (
         "README's table of departures is stale: paste the output of python -c \"from "
-        "minikd.experiments.profiles import deviations_markdown; print(deviations_markdown())\"")
+        "minikd.profiles import deviations_markdown; print(deviations_markdown())\"")
 
 
 def test_a_shortened_demo_shows_distillation_working(tmp_path, mnist_dir):

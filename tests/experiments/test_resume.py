@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from minikd.data import load_dataset
-from minikd.experiments import checkpoints, stage
-from minikd.experiments.profiles import profile_configs
+from minikd import checkpoints
+from minikd.experiments import stage
+from minikd.profiles import profile_configs
 from minikd.train import Trainer
 
 EPOCHS = 6
