@@ -4,7 +4,8 @@
     python docs/render_results.py --check    # rewrite nothing; exit 1 naming each page that differs
 
 A block is an opening marker naming a renderer and its registry files (paths from the
-repository root), the rendering, and an end marker, each marker on a line of its own:
+repository root), the rendering, and an end marker, each marker a line of its own starting at
+the line's first character (a marker inside a fenced code block is an example and is left alone):
 
     <!-- render: reproduce-table docs/results/reproduce_quick_mnist.json -->
     (everything here is replaced by the rendering)
@@ -45,7 +46,7 @@ if str(ROOT) not in sys.path:      # run as `python docs/render_results.py`: imp
 from minikd.experiments import stats  # noqa: E402
 from minikd.experiments.results import PAPER_TABLE, elapsed_seconds  # noqa: E402
 
-OPEN = re.compile(r"^<!-- render: (?P<name>[a-z0-9-]+)(?P<args>(?: +[^ ]+)*) *-->$")
+OPEN = re.compile(r"^<!-- render: (?P<name>[a-z0-9-]+)(?P<args>(?: +[^ ]+)*) *-->$")   # at the line's start
 END = "<!-- render: end -->"
 
 # The seed reproduction beside the paper: S. Kim, "Knowledge Distillation for Object Detection 1:
@@ -169,20 +170,22 @@ def provenance(files, kind, root):
 
 # --------------------------------------------------------------------------- reproduce-table
 def comparable_with_paper():
-    """reproduce's comparable_with_paper, wherever minikd keeps it now (imported when needed)."""
-    try:
-        return importlib.import_module("minikd.experiments.reproduce").comparable_with_paper
-    except (ImportError, AttributeError):
-        pass
-    import minikd
-    for info in pkgutil.walk_packages(minikd.__path__, "minikd."):
+    """reproduce's comparable_with_paper, wherever minikd keeps it (imported when needed): its
+    table module, the command's module, else any module of minikd.experiments."""
+    for name in ("minikd.experiments.reproduce_table", "minikd.experiments.reproduce"):
+        try:
+            return importlib.import_module(name).comparable_with_paper
+        except (ImportError, AttributeError):
+            pass
+    import minikd.experiments
+    for info in pkgutil.iter_modules(minikd.experiments.__path__, "minikd.experiments."):
         try:
             fn = getattr(importlib.import_module(info.name), "comparable_with_paper", None)
-        except ImportError:
+        except Exception:      # a module that cannot be imported here is not the one
             continue
         if fn is not None:
             return fn
-    raise RenderError("minikd has no comparable_with_paper any more: tell docs/render_results.py where it went")
+    raise RenderError("minikd.experiments has no comparable_with_paper: tell docs/render_results.py where it went")
 
 
 def model_label(model, run, config):
@@ -420,11 +423,11 @@ def render_mythical(files, root):
         none, val = of("none", "errors"), of("validation", "errors")
         shift = of("validation", "shift")
         focus_b, focus_a = of("none", "errors_on_focus"), of("validation", "errors_on_focus")
-        focus = "/".join(map(str, exp["spec"]["focus"])) if name == "omit" else "other classes"
+        focus = ("class " + "/".join(map(str, exp["spec"]["focus"]))) if name == "omit" else "other classes"
         paper = exp["spec"].get("paper")
         if paper and name == "omit":
             pcol = (f"{paper['errors_before']} → {paper['errors_after']} errors, {paper['focus_errors_before']} → "
-                    f"{paper['focus_errors_after']} of class {focus} wrong, at {paper['shift']:+g}")
+                    f"{paper['focus_errors_after']} of {focus} wrong, at {paper['shift']:+g}")
         elif paper:
             pcol = (f"{100 * paper['error_rate_before']:.1f}% → {100 * paper['error_rate_after']:.1f}% "
                     f"at {paper['shift']:+g}")
@@ -530,20 +533,22 @@ def render_page(page, root):
     """The page's text with every block rendered. Raises RenderError naming page, line and file."""
     name = rel(page, root)
     lines = page.read_text().split("\n")
-    out, i = [], 0
+    out, i, fenced = [], 0, False
     while i < len(lines):
         line = lines[i]
-        m = OPEN.match(line.strip())
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced      # a marker shown in a code block is an example, not a block
+        m = None if fenced else OPEN.match(line)
         if m is None or m["name"] == "end":
-            if line.strip() == END:
+            if line == END and not fenced:
                 raise RenderError(f"{name}:{i + 1}: an end marker without an opening one")
             out.append(line)
             i += 1
             continue
         where = f"{name}:{i + 1}"
         j = i + 1
-        while j < len(lines) and lines[j].strip() != END:
-            if OPEN.match(lines[j].strip()):
+        while j < len(lines) and lines[j] != END:
+            if OPEN.match(lines[j]):
                 raise RenderError(f"{where}: this block has no `{END}` before the next marker (line {j + 1})")
             j += 1
         if j == len(lines):

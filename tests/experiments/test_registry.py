@@ -248,7 +248,7 @@ def test_mythical_table(tmp_path):
     text = render("section3-mythical", path, root=tmp_path)
     row = text.split("\n")[2]
     assert row == ("| no 3 in the transfer set (44,899 images) | 175 (170–180), 1.8% | +1.75 (+1.50 to +2.00) | "
-                   "125 (120–130), 1.2% | 3 wrong: 82 → 24 of 1,010 | 206 → 109 errors, 133 → 14 of class 3 "
+                   "125 (120–130), 1.2% | class 3 wrong: 82 → 24 of 1,010 | 206 → 109 errors, 133 → 14 of class 3 "
                    "wrong, at +3.5 |")
     assert "- *most threes right*: **holds** (97.6%)." in text
     assert "best on the test set would have been +2.00" in text
@@ -321,6 +321,16 @@ def test_a_block_without_its_end_is_an_error(tmp_path):
     page_root(tmp_path, "intro\n\n<!-- render: reproduce-table docs/results/r.json -->\ntext\n")
     got = script("--root", tmp_path, "--check")
     assert got.returncode == 2 and "docs/page.md:3: no `<!-- render: end -->`" in got.stderr
+
+
+def test_a_marker_in_a_code_block_is_an_example(tmp_path):
+    body = ("intro\n\n```\n<!-- render: reproduce-table docs/results/missing.json -->\n<!-- render: end -->\n```\n\n"
+            + BLOCK.format(""))
+    page = page_root(tmp_path, body)
+    assert script("--root", tmp_path).returncode == 0
+    text = page.read_text()
+    assert text.startswith(body[:body.index("intro\n\n<!-- render: reproduce")])   # the example is untouched
+    assert text.count("| model |") == 1
 
 
 def test_the_repository_pages_equal_their_rendering():
