@@ -76,7 +76,7 @@ def test_the_scanner_finds_history(text):
     "sha256 6a9d19c9d6f7f9fdb07fee86892c95d64849ea694709c6204ff60baac6dff4c0 of the data",
     "a round number", "the session's budget is 3 epochs", "deadbeef", "1234567 images", "x1e-4",
     "commit-free prose", "see ../minikd/health.py", "#L66", "teacher 784-1200-1200-10",
-    "= -6.696044e-03", "1.5e+10",
+    "= -6.696044e-03", "1.5e+10", "a step of 1234567e-9",
 ])
 def test_the_scanner_leaves_plain_prose_alone(text):
     assert not hits(text), hits(text)
