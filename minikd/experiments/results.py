@@ -22,7 +22,6 @@ from ..engine.backend import backend_name, to_host
 
 # Hinton, Vinyals & Dean (2015), section 3: test errors on MNIST's 10,000 test images.
 PAPER_TABLE = {"teacher": 67, "student": 146, "distilled": 74}
-SEED_REPRO_TABLE = {"teacher": 100, "student": 171, "distilled": 111}   # TEMPORARY: moves to docs/render_results.py
 
 GIT_TIMEOUT_S = 10
 
