@@ -28,7 +28,7 @@ data's (minikd/data/), the checkpoints' and ``load`` (minikd/checkpoints.py,
 minikd/api.py). The experiments behind the ``minikd`` command live in
 minikd/experiments/ and are not imported here.
 """
-__version__ = "0.1.0"   # the one place the version is written (pyproject.toml reads it)
+__version__ = "0.2.0"   # the one place the version is written (pyproject.toml reads it)
 
 from .api import TrainedModel, load
 from .data import DataError, Dataset, load_dataset, to_float
