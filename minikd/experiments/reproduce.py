@@ -221,6 +221,7 @@ def _run(args, argv, xp, dataset):
         for t in teacher_seeds:
             teacher_cfg = replace(cfgs["teacher"], seed=t)
             path = teacher_file(out, t, many)
+            soft = None   # the teacher's soft targets: a run of the plain student alone needs no teacher
             if given is not None:
                 model, info = given
                 soft = soft_targets(model, arrays["x_train"])
@@ -229,7 +230,7 @@ def _run(args, argv, xp, dataset):
                                       "evaluated_on": arrays["eval_name"], "epochs": info["epochs_done"],
                                       "train_size": info["train_size"], "checkpoint": info["path"],
                                       "loaded": True, "config": info["config"], "soft_targets_sha256": soft.sha256})
-            else:
+            elif "teacher" in args.stages or "distilled" in args.stages:
                 reuse = "teacher" not in args.stages
                 trainer, entry = run_stage(teacher_cfg, arrays_of["teacher"], xp, reuse_only=reuse, path=path,
                                            **stage_kw("teacher"))
