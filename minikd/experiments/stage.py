@@ -221,7 +221,7 @@ def _restore(trainer, path, meta, *, strict=True):
 
 def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, checkpoint_every=None,
               eval_every=1, soft_logits=None, reuse_only=False, progress=True, overwrite=False, path=None,
-              environment=None):
+              environment=None, after_epoch=None):
     """Train (or resume, or reuse) one stage; returns (trainer, results entry).
 
     reuse_only: load a finished checkpoint and never train (the saved teacher
@@ -230,7 +230,9 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
     resume=True continues it instead. checkpoint_every: None saves by time,
     N every N epochs (``CheckpointPolicy``). path: the checkpoint's file
     (default ``checkpoint_path(out, cfg)``). environment: what the checkpoint's
-    header records of the run (``results.environment_info``).
+    header records of the run (``results.environment_info``). after_epoch: a callable
+    ``after_epoch(trainer, log)`` run after each epoch trained here, before its checkpoint
+    is saved (e.g. errors on a validation split beside the test errors).
     """
     if eval_every < 1:
         raise ValueError(f"eval_every ({eval_every}) must be >= 1")
@@ -280,6 +282,8 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
             shown["errors"] = log.test_errors if log.test_errors >= 0 else "-"
             shown["s_per_ep"] = f"{log.sec:.2f}"
             bar.set_postfix(shown)  # a dict keeps this order (keyword arguments would be sorted)
+        if after_epoch is not None:
+            after_epoch(trainer, log)
         if policy.due(log.epoch + 1, log.epoch + 1 == cfg.epochs) or stop.requested:
             save_checkpoint(path, trainer, meta, environment=environment)
             policy.saved()
