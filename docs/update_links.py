@@ -41,9 +41,9 @@ DISTILLATION = {
     "kl_rows": ("minikd/engine/losses.py", "def kl_rows", "return (q * (log_q - log_p)).sum(axis=1)"),
     "gradcheck_rows": ("minikd/gradcheck.py", "def distillation_cases", "return cases"),
     "gradcheck_h": ("minikd/engine/gradcheck.py", "Two errors compete in that estimate", "is an error of order 1)."),
-    "profiles_hw": ("minikd/experiments/profiles.py", "hw = 1.0 if hard_weight is None",
+    "profiles_hw": ("minikd/profiles.py", "hw = 1.0 if hard_weight is None",
                     "hw = 1.0 if hard_weight is None"),
-    "profiles_warmup": ("minikd/experiments/profiles.py", "DISTILL_WARMUP = 7", "DISTILL_WARMUP = 7"),
+    "profiles_warmup": ("minikd/profiles.py", "DISTILL_WARMUP = 7", "DISTILL_WARMUP = 7"),
     "soft_gradient_norms": ("minikd/experiments/figures.py", "def soft_gradient_norms", "return {\"temperatures\""),
 }
 

@@ -16,7 +16,7 @@ import pytest
 
 import minikd
 from minikd.engine.backend import to_host
-from minikd.experiments.checkpoints import read_checkpoint
+from minikd.checkpoints import read_checkpoint
 from minikd.experiments.stage import prepare_arrays, run_stage
 
 

@@ -100,7 +100,7 @@ def test_the_probe_is_random_seeded_and_off_the_training_stream(digits):
     unchecked.health = None
     checked.fit()
     unchecked.fit()
-    for (l1, n1), (l2, n2) in zip(checked.model.parameters(), unchecked.model.parameters()):
+    for (l1, n1), (l2, n2) in zip(checked.model.parameters(), unchecked.model.parameters(), strict=True):
         np.testing.assert_array_equal(l1.params[n1], l2.params[n2])
 
 
@@ -168,7 +168,7 @@ def test_a_distillation_that_dies_today_now_trains(digits):
     longer or on other data gives) and no warm-up. Unbounded, the soft term's T^2-scaled gradient
     (up to T sqrt(2) per row) explodes the student in its first epoch -- the stage stops and says
     so; with the profile's bounded rows the same student trains."""
-    from minikd.experiments.profiles import DISTILL_GRAD_BOUND, profile_configs
+    from minikd.profiles import DISTILL_GRAD_BOUND, profile_configs
     x, y, xt, yt = digits
     rng = np.random.default_rng(0)
     soft = (np.eye(10, dtype=np.float32)[y] * 30 + rng.standard_normal((len(y), 10)).astype(np.float32) * 7.5)

@@ -14,7 +14,7 @@ import numpy
 import pytest
 
 import cupy_standin
-from minikd.experiments.profiles import profile_configs
+from minikd.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays
 from minikd.train import Trainer, build_model, teacher_logits
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..data import to_float
 from ..train import predict_logits
 from .args import fail, load_data_or_exit
-from .checkpoints import CheckpointError, check_fits, load_model
+from ..checkpoints import CheckpointError, check_fits, load_model
 from .report import print_table
 
 

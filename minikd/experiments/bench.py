@@ -93,7 +93,8 @@ def parse_args(argv=None):
                    help="time epochs over the first N training images (default: the whole training set)")
     p.add_argument("--reps", type=positive_int, default=3,
                    help="timed epochs per model and step; the median is reported (default 3)")
-    p.add_argument("--warmup", type=non_negative_int, default=1, help="untimed epochs before the timed ones (default 1)")
+    p.add_argument("--warmup", type=non_negative_int, default=1,
+                   help="untimed epochs before the timed ones (default 1)")
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated subset of {','.join(MODELS)} (default: all)")
     p.add_argument("--steps", default=",".join(DEFAULT_STEPS),

@@ -35,7 +35,7 @@ class TorchRun:
         if cfg.input_dropout:
             layers.append(nn.Dropout(cfg.input_dropout))
         sizes = cfg.sizes
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             lin = nn.Linear(n_in, n_out)
             nn.init.normal_(lin.weight, std=cfg.init_std)
             nn.init.zeros_(lin.bias)
@@ -160,13 +160,14 @@ def bench_torch(models, cfgs, arrays, xp, soft, args):
                        soft_logits=soft if model == "distilled" else None, fast=True)
         for e in range(args.warmup):
             ours.train_epoch(e)
-        secs = alternate(lambda r: ours.train_epoch(args.warmup + r)[1],
-                         lambda r: run.train_epoch(args.warmup + args.reps + r)[1],  # after its own reps
+        # alternate() calls both within this iteration; the defaults bind this model's runs.
+        secs = alternate(lambda r, ours=ours: ours.train_epoch(args.warmup + r)[1],
+                         lambda r, run=run: run.train_epoch(args.warmup + args.reps + r)[1],  # after its own reps
                          args.reps, pause=lambda: settle(args.settle))
         pairs = [{"ours_sec": o, "torch_sec": t, "torch_over_ours": t / o} for o, t in secs]
         out["models"][model]["paired"] = {
             "ours_step": "fused" if ours.step_impl is not None else "reference",
             "torch_over_ours": statistics.median(p["torch_over_ours"] for p in pairs), "pairs": pairs}
-        run = ours = None   # free them (the lambdas above hold the names, not the trainers)
+        run = ours = None   # free both before the next model's are built
         gc.collect()
     return out

@@ -38,7 +38,7 @@ from ..engine.backend import to_device, to_host
 from ..engine.losses import distillation_loss, softmax
 from ..train import Trainer, predict_logits, teacher_logits
 from .args import fail, non_negative_int, pick_backend_or_exit, positive_float, positive_int
-from .checkpoints import CheckpointError, load_model
+from ..checkpoints import CheckpointError, load_model
 from .report import pyplot, save_figure
 from .reproduce import plot_curves
 from .stage import stage_configs
@@ -71,7 +71,7 @@ def softmax_temperature_figure(path, pair=(10.0, 4.0), temperatures=(1.0, 20.0))
     for i, t in enumerate(temperatures):
         xs = np.arange(2) + (i - (len(temperatures) - 1) / 2) * width
         ax1.bar(xs, bars[t], width=width, color=f"C{i}", label=f"T = {t:g}")
-        for x, p in zip(xs, bars[t]):
+        for x, p in zip(xs, bars[t], strict=True):
             ax1.text(x, p + 0.02, f"{p:.3f}", ha="center", fontsize=8)
     ax1.set_xticks([0, 1], [f"class 1 (z = {pair[0]:g})", f"class 2 (z = {pair[1]:g})"])
     ax1.set_ylim(0, 1.12)
@@ -222,7 +222,7 @@ def gradient_scale_lines(g):
     s1 = g["scaled"][0]
     lines = [f"soft gradient with T^2 (N = {g['n']} rows): limit ||(zc - vc)/(C N)|| = {g['limit']:.4g}",
              f"{'T':>6}  {'size':>10}  {'/ size at T=1':>13}  {'/ limit':>8}"]
-    for t, size in zip(g["temperatures"], g["scaled"]):
+    for t, size in zip(g["temperatures"], g["scaled"], strict=True):
         lines.append(f"{t:6g}  {size:10.4g}  {size / s1:13.2f}  {size / g['limit']:8.3f}")
     return lines
 
@@ -375,7 +375,7 @@ def make_figures(argv=None):
     made["gradient_scale_table"] = table
     print("\n".join(gradient_scale_lines(table)))
     dark = made["dark_knowledge"]
-    for kind, row, label, q1 in zip(dark["kinds"], dark["rows"], dark["labels"], dark["probs"][1.0]):
+    for kind, row, label, q1 in zip(dark["kinds"], dark["rows"], dark["labels"], dark["probs"][1.0], strict=True):
         print(f"dark knowledge, {kind}: test image {row}, label {label}, q at T = 1: "
               + " ".join(f"{c}:{q1[c]:.1e}" for c in np.argsort(-q1, kind="stable")))
     for path in made["paths"]:

@@ -76,7 +76,7 @@ def check_out_dir(out):
         probe.unlink()
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise OutError(f"--out {out} cannot be written ({reason}); choose a folder you can write to")
+        raise OutError(f"--out {out} cannot be written ({reason}); choose a folder you can write to") from exc
     return out
 
 
@@ -111,9 +111,9 @@ def lock_out_dir(out):
         except OSError:
             holder = ""
         raise OutError(f"--out {out} is in use by another run ({holder or 'pid unknown'}); wait for it "
-                       f"to finish, or choose another --out")
+                       f"to finish, or choose another --out") from None   # the timeout itself says no more
     except OSError as exc:
-        raise OutError(f"--out {out}: cannot lock {held.lock.lock_file} ({exc}); choose another --out")
+        raise OutError(f"--out {out}: cannot lock {held.lock.lock_file} ({exc}); choose another --out") from exc
     held.pid_file.write_text(f"pid {os.getpid()}\n")
     return held
 

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .checkpoints import atomic_write_bytes, atomic_write_text
+from ..checkpoints import atomic_write_bytes, atomic_write_text
 
 
 # --------------------------------------------------------------------------- tables
@@ -34,7 +34,8 @@ def table_lines(rows, align="<"):
     aligns = align * len(widths) if len(align) == 1 else align
 
     def line(row):
-        return "  ".join(c.ljust(w) if a == "<" else c.rjust(w) for c, w, a in zip(row, widths, aligns)).rstrip()
+        cells = zip(row, widths, aligns, strict=True)   # a row of another length is a caller's error
+        return "  ".join(c.ljust(w) if a == "<" else c.rjust(w) for c, w, a in cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return [rule, line(rows[0]), rule, *map(line, rows[1:]), rule]

@@ -29,7 +29,7 @@ from ..health import relu_alive
 from ..train import Trainer, predict_logits, teacher_logits
 from .args import (data_flags, fail, grad_bound_flags, load_data_or_exit, positive_float, positive_int,
                    shared_flags, with_grad_bound)
-from .checkpoints import CheckpointError, load_teacher
+from ..checkpoints import CheckpointError, load_teacher
 from .stage import prepare_arrays, stage_configs
 
 

@@ -35,7 +35,7 @@ def parse_list(text, kind, flag):
     try:
         items = [kind(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
-        raise ValueError(f"{flag} {text!r}: give comma-separated {kind.__name__}s, e.g. {flag} 2,20")
+        raise ValueError(f"{flag} {text!r}: give comma-separated {kind.__name__}s, e.g. {flag} 2,20") from None
     if not items:
         raise ValueError(f"{flag} is empty")
     if len(set(items)) != len(items):
@@ -99,15 +99,15 @@ def start_client(scheduler=None, *, n_workers=None, processes=True):
         import logging
 
         from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise DaskMissing(DASK_HINT)
+    except ImportError as exc:   # chained: a broken install shows which import failed
+        raise DaskMissing(DASK_HINT) from exc
     if scheduler:
         try:
             return Client(scheduler, timeout="15s"), None
         except (OSError, TimeoutError) as exc:
             raise SchedulerError(f"--scheduler {scheduler}: no Dask scheduler answered ({type(exc).__name__}: "
                                  f"{exc}); start one with `dask scheduler` and workers with `dask worker "
-                                 f"{scheduler}`, or leave --scheduler out to use a local cluster")
+                                 f"{scheduler}`, or leave --scheduler out to use a local cluster") from exc
     # One thread per worker: the workers' BLAS is single-threaded (Dask's
     # nanny sets OMP/OPENBLAS/MKL_NUM_THREADS=1), so N workers fill N cores.
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,

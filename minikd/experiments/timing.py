@@ -74,7 +74,7 @@ def alternate(first, second, reps, pause=None):
 def summarize(epoch_secs, floor_secs, n_images, flops):
     """Medians of an epoch's repetitions and of its floor's, and their ratio (the median of
     the per-repetition ratios)."""
-    ratios = [e / f for e, f in zip(epoch_secs, floor_secs)]
+    ratios = [e / f for e, f in zip(epoch_secs, floor_secs, strict=True)]
     sec = statistics.median(epoch_secs)
     floor = statistics.median(floor_secs)
     return {
@@ -118,7 +118,7 @@ def step_products(sizes, batch):
     storage layout (which operand is transposed) is the engine's: row-major
     activations (N, n) and weights (n_in, n_out).
     """
-    dims = list(zip(sizes[:-1], sizes[1:]))
+    dims = list(zip(sizes[:-1], sizes[1:], strict=True))
     out = [Product("forward", i, batch, n_in, n_out, False, False) for i, (n_in, n_out) in enumerate(dims)]
     for i in range(len(dims) - 1, -1, -1):
         n_in, n_out = dims[i]
@@ -378,8 +378,8 @@ def profile_epoch(trainer, epoch):
                 name += " (isolated)"
             rows[name] = (s, "isolated")
     rest = sec - sum(s for s, _ in rows.values())
-    order = ["products", "Dense (products + bias)", "activations", "dropout (draw masks)",
-             "dropout (apply masks)", "jitter", "batch gather", "momentum/update", "bias momentum/update", "max-norm", "loss"]
+    order = ["products", "Dense (products + bias)", "activations", "dropout (draw masks)", "dropout (apply masks)",
+             "jitter", "batch gather", "momentum/update", "bias momentum/update", "max-norm", "loss"]
     out = [(name, *rows[name]) for name in order if name in rows]
     out += [(name, *v) for name, v in rows.items() if name not in order]
     out.append(("Python/other", rest, "rest"))

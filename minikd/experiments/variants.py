@@ -28,7 +28,7 @@ import numpy as np
 
 from ..data.mnist import MNIST_FILES
 from .args import fail, load_data_or_exit
-from .checkpoints import atomic_write_bytes
+from ..checkpoints import atomic_write_bytes
 
 VARIANTS = ("inverted", "rotated", "noisy", "fewer", "shuffled")
 
@@ -43,7 +43,7 @@ def idx_bytes(array):
 def write_idx_folder(folder, x_train, y_train, x_test, y_test):
     """Write the four files under MNIST's names (gzip) into ``folder``."""
     folder = Path(folder)
-    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test)):
+    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test), strict=True):
         data = gzip.compress(idx_bytes(arr), mtime=0)
         atomic_write_bytes(folder / f"{name}.gz", lambda f, data=data: f.write(data))
 

@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 
 import minikd
 from minikd.data import load_dataset, train_val_split
-from minikd.experiments.checkpoints import CheckpointError, load_teacher, read_checkpoint
+from minikd.checkpoints import CheckpointError, load_teacher, read_checkpoint
 from minikd.experiments.stats import wilson_interval
 from minikd.experiments.transfer import (ShiftCurve, apply_bias_shift, best_bias_shift, class_counts,
                                          filter_transfer_set, per_class_errors, shift_report)
@@ -140,7 +140,7 @@ def test_wilson_interval():
 def test_a_teacher_of_another_dataset_or_size_is_refused(tmp_path):
     from types import SimpleNamespace
 
-    from minikd.experiments.checkpoints import save_checkpoint
+    from minikd.checkpoints import save_checkpoint
     from minikd.train import StageConfig, Trainer
     cfg = StageConfig("teacher", (64, 8, 8, 10), epochs=1, image_shape=(8, 8))
     x = np.zeros((4, 64), np.float32)

@@ -14,8 +14,8 @@ import pytest
 
 from minikd.experiments import outdir
 from minikd.experiments import mythical_digit, reproduce, temperature_sweep
-from minikd.experiments.checkpoints import read_checkpoint
-from minikd.experiments.profiles import profile_configs
+from minikd.checkpoints import read_checkpoint
+from minikd.profiles import profile_configs
 from cli_run import run
 
 DIGITS = ["--backend", "numpy", "--dataset", "digits"]

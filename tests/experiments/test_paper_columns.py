@@ -2,7 +2,7 @@
 beside errors counted on MNIST's test set."""
 import matplotlib.axes
 
-from minikd.experiments.profiles import EPOCHS
+from minikd.profiles import EPOCHS
 from minikd.experiments.reproduce import comparable_with_paper, plot_curves, print_results
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from minikd import train
 from minikd.data import load_dataset
-from minikd.experiments.profiles import profile_configs
+from minikd.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays
 from minikd.train import StageConfig, Trainer
 
@@ -49,7 +49,7 @@ def test_every_row_of_every_batch_gets_its_own_soft_targets(fast, monkeypatch):
     monkeypatch.setattr(train, "distillation_parts", loss)
     trainer.fit()
     assert len(seen["inputs"]) == len(seen["q"]) == 6   # 3 batches x 2 epochs, one loss each
-    for xb_ids, q, yb in zip(seen["inputs"], seen["q"], seen["labels"]):
+    for xb_ids, q, yb in zip(seen["inputs"], seen["q"], seen["labels"], strict=True):
         rows = np.rint(xb_ids * n).astype(int) - 1
         np.testing.assert_array_equal(q, train.softmax(soft[rows], cfg.temperature))   # the rows' own q
         np.testing.assert_array_equal(yb, y[rows])

@@ -8,7 +8,7 @@ import pytest
 
 import cupy_standin
 from minikd.engine.backend import to_host
-from minikd.experiments.profiles import profile_configs
+from minikd.profiles import profile_configs
 from minikd.experiments.stage import prepare_arrays
 from minikd.fast import FlatStep, FusedStep
 from minikd.train import ReferenceStep, Trainer, build_model, teacher_logits
@@ -47,7 +47,7 @@ def test_flat_step_equals_the_reference_step_to_the_bit_in_20_launches_fewer(cp,
     assert to_host(ref.epoch_means).tobytes() == to_host(flat.epoch_means).tobytes()
     n_batches = -(-arrays["n_train"] // cfgs[stage].batch_size)
     # 6 parameter tensors x 4 launches become 4 launches over the whole buffer
-    assert [r - f for r, f in zip(ref_launches, flat_launches)] == [20 * n_batches] * 2
+    assert [r - f for r, f in zip(ref_launches, flat_launches, strict=True)] == [20 * n_batches] * 2
 
 
 def test_parameters_are_views_of_the_buffer_and_checkpoints_load_into_them(cp, digits):
