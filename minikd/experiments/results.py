@@ -99,10 +99,18 @@ def command_line(argv=None, program=None):
     The program is ``sys.argv[0]`` as run: a script becomes ``python scripts/reproduce.py`` (the
     interpreter's own path is left out: ``python`` stands for whichever one ran it), the ``minikd``
     command ``minikd reproduce`` (minikd.cli sets ``sys.argv[0]`` so), anything else its file name.
-    ``argv`` are the arguments (default ``sys.argv[1:]``)."""
+    A script's path is shown relative to the working folder when it lies inside it. ``argv`` are
+    the arguments (default ``sys.argv[1:]``, less the subcommand's name after ``minikd``)."""
     program = sys.argv[0] if program is None else program
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+        if program.startswith("minikd ") and argv[:1] == program.split()[1:2]:
+            argv = argv[1:]   # minikd.cli keeps the subcommand in sys.argv[1]
+    argv = list(argv)
     if program.endswith(".py"):
+        if os.path.isabs(program):
+            inside = os.path.relpath(program)
+            program = program if inside.startswith("..") else inside
         head = ["python", program]
     elif program.startswith("minikd "):
         head = program.split()

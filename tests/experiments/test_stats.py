@@ -179,6 +179,18 @@ def test_command_line():
     assert results.command_line([], "/usr/local/bin/minikd") == "minikd"
 
 
+def test_command_line_from_sys_argv(monkeypatch, tmp_path):
+    # `minikd sweep --seeds 2`: minikd.cli sets sys.argv[0] to "minikd sweep" and keeps "sweep" in sys.argv[1]
+    monkeypatch.setattr(sys, "argv", ["minikd sweep", "sweep", "--seeds", "2"])
+    assert results.command_line() == "minikd sweep --seeds 2"
+    # a script named by its absolute path inside the working folder is shown relative to it
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "scripts" / "reproduce.py"), "--dataset", "digits"])
+    assert results.command_line() == "python scripts/reproduce.py --dataset digits"
+    outside = str(tmp_path.parent / "elsewhere.py")
+    assert results.command_line([], outside) == f"python {outside}"
+
+
 def test_environment_info_records_the_provenance():
     env = results.environment_info(np, ["--dataset", "digits"], "scripts/reproduce.py")
     import minikd
