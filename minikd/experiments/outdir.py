@@ -32,6 +32,7 @@ PID_NAME = ".minikd.pid"    # ours: the holder's pid, for the message a second r
 OUT_FILES = (
     "results.json",                                            # every command
     "teacher.npz", "student_seed*.npz", "distilled_seed*.npz",  # stage.checkpoint_path
+    "teacher_seed*.npz",                                       # reproduce --teacher-seeds J > 1
     "learning_curves.png",                                     # reproduce
     "mythical_digit.csv", "mythical_digit.png",                # mythical_digit, and per experiment:
     "omit*/distilled_seed*.npz", "only*/distilled_seed*.npz",
