@@ -59,12 +59,16 @@ def distilled_config(profile, dataset, cfgs, *, epochs=None):
     quick: ``section3_epochs`` of the dataset's training set by default (MNIST: 40), the schedules
     squeezed into them, so the shorter run still ends where the paper's schedule does, and the
     warm-up squeezed with them (DISTILL_WARMUP epochs of 40: 7 on MNIST, 280 of digits' 1,600).
-    paper: the profile's own epochs and schedules. ``epochs`` overrides the budget."""
+    paper: the profile's own epochs and schedules. ``epochs`` overrides the budget (the schedules
+    squeezed into it under quick, the warm-up the profile's DISTILL_WARMUP epochs)."""
     d = cfgs["distilled"]
     squeeze = profile == "quick"
-    if epochs is None:
-        epochs = section3_epochs(len(dataset.y_train), d.batch_size) if squeeze else d.epochs
-    warmup = round(DISTILL_WARMUP * epochs / SECTION3_MNIST_EPOCHS) if squeeze else None
+    warmup = None
+    if epochs is None and squeeze:   # the budget in steps, its warm-up the same share of it as on MNIST
+        epochs = section3_epochs(len(dataset.y_train), d.batch_size)
+        warmup = round(DISTILL_WARMUP * epochs / SECTION3_MNIST_EPOCHS)
+    elif epochs is None:
+        epochs = d.epochs
     fresh = stage_configs(profile, dataset, epochs=epochs, seed=d.seed, temperature=d.temperature,
                           hard_weight=d.hard_weight, soft_weight=d.soft_weight, lr=d.lr,
                           schedule_epochs=epochs if squeeze else None, warmup_epochs=warmup)
