@@ -248,7 +248,7 @@ def main(argv=None):
                    "n_train": n, "batch_size": batch, "backend": backend_name(xp), "reps": args.reps,
                    "warmup": args.warmup, "seed": args.seed, "steps": args.steps, "models": args.models,
                    "stages": {m: cfgs[m].to_dict() for m in args.models}},
-        "environment": {**environment_info(xp), "loadavg_at_start": _loadavg()},
+        "environment": {**environment_info(xp, argv), "loadavg_at_start": _loadavg()},
         "models": {m: {"sizes": list(cfgs[m].sizes),
                        "products_per_step": len(step_products(cfgs[m].sizes, batch)),
                        "flops_per_epoch": epoch_flops(cfgs[m].sizes, n, batch),

@@ -43,7 +43,7 @@ from ..engine.backend import to_device, to_host
 from ..train import count_test_errors, predict_logits, teacher_logits
 from .args import check_loss_weights, data_flags, fail, grad_bound_flags, loss_flags, positive_int
 from .report import finish_axes, print_table, pyplot, save_figure, write_csv, write_json
-from .results import environment_info, soft_targets_sha256
+from .results import environment_info, finished_now, soft_targets_sha256
 from .section3 import section3_configs, section3_flags, section3_teacher, stage_keywords
 from .stage import StageRunError, run_command, run_meta, run_stage, training_subset, validation_split
 from .stats import mean_range, wilson_interval
@@ -284,6 +284,7 @@ def main(argv=None):
 
 
 def _run(args, argv, xp, dataset):
+    env = environment_info(xp, argv)   # started now; finished set when results.json is written
     specs = experiment_specs(args, dataset.n_classes)
     out = Path(args.out)
     t_start = time.time()
@@ -330,7 +331,7 @@ def _run(args, argv, xp, dataset):
                           "seeds": [args.seed + i for i in range(args.seeds)],
                           "distilled": cfgs["distilled"].to_dict()},
                "teacher": teacher_info, "experiments": {}, "paper": PAPER,
-               "environment": environment_info(xp)}
+               "environment": env}
     for name, spec in specs.items():
         try:
             rows = filter_transfer_set(y_tr_host, drop=spec["drop"], keep=spec["keep"])
@@ -364,6 +365,7 @@ def _run(args, argv, xp, dataset):
             "n_test": int(len(y_test)), "n_focus": int(np.isin(y_test, spec["focus"]).sum()),
             "summary": summary, "verdicts": verdicts, "runs": runs}
         results["wall_seconds_total"] = time.time() - t_start
+        env["finished"] = finished_now()
         write_json(out / "results.json", results)
 
     print(f"\nteacher {'-'.join(map(str, teacher_info['sizes']))}: {teacher_info['test_errors']} test errors "

@@ -52,7 +52,7 @@ from ..train import teacher_logits
 from .args import (check_float_list, check_int_list, check_loss_weights, data_flags, fail, grad_bound_flags,
                    loss_flags, positive_int)
 from .report import finish_axes, print_table, pyplot, save_figure, write_csv, write_json
-from .results import environment_info, soft_targets_sha256
+from .results import environment_info, finished_now, soft_targets_sha256
 from .section3 import section3_configs, section3_flags, section3_teacher
 from .stage import run_command, run_meta, training_subset
 from .sweep import (DASK_HINT, Cell, DaskMissing, SchedulerError, check_high_width_claim, check_low_width_claim,
@@ -198,6 +198,7 @@ def main(argv=None):
 
 
 def _run(args, argv, xp, dataset):
+    env = environment_info(xp, argv)   # started now; finished set when results.json is written
     out = Path(args.out)
     t_start = time.time()
 
@@ -285,8 +286,9 @@ def _run(args, argv, xp, dataset):
         "teacher": teacher_info, "summary": rows, "claims": claims,
         "cells": [results[cell.key] for cell in cells if cell.key in results],
         "failures": failures, "missing": [cell.key for cell in cells if cell.key not in results],
-        "wall_seconds": time.time() - t_start, "environment": environment_info(xp),
+        "wall_seconds": time.time() - t_start, "environment": env,
     }
+    env["finished"] = finished_now()
     write_json(out / "results.json", summary)
     write_csv(out / "sweep.csv", CSV_HEADER, csv_rows(rows))
     if rows:
