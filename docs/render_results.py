@@ -22,6 +22,7 @@ Renderers (``RENDERERS``):
     section3-mythical FILE       mythical-digit's table (bias shifts chosen on validation)
     section3-sweep FILE          temperature-sweep's grid of distilled errors, T by width
     deviations-table             every profile's departures from the paper (profiles.deviations_markdown)
+    run-times FILE...            one row per run: its command, wall time, machine and code
 
 Every block that reports runs ends with one provenance line: the command(s), minikd's version
 and commit, the CPU, the BLAS and its threads, and the wall time, all read from the files'
@@ -112,6 +113,51 @@ def rel(path, root):
 
 
 # --------------------------------------------------------------------------- provenance
+def run_command_line(env, data, kind):
+    """The command a file records (``environment.command``), or one rebuilt from its argv."""
+    if env.get("command"):
+        return env["command"]
+    argv = (data.get("config") or {}).get("argv")   # a file written before minikd recorded its command
+    return " ".join(["python", SCRIPTS[kind], *argv]) if argv is not None else f"python {SCRIPTS[kind]}"
+
+
+def code_version(env):
+    """``minikd 0.2.0, commit 0123456789ab`` (and whether the tree had uncommitted changes)."""
+    if "minikd_version" not in env:
+        return "minikd version not recorded"
+    text = f"minikd {env['minikd_version']}"
+    if env.get("git_commit"):
+        text += f", commit {env['git_commit'][:12]}" + (" with uncommitted changes" if env.get("git_dirty") else "")
+    elif "git_commit" in env:
+        text += " (installed, no checkout)"
+    return text
+
+
+def machine_line(env):
+    """The CPU (or GPU), its cores, each BLAS with its kernel and threads, a backend other than NumPy."""
+    parts = [env.get("gpu") or env.get("cpu") or "CPU not recorded"]
+    if env.get("cpu_count"):
+        parts[0] += f" ({env['cpu_count']} cores)"
+    libs = env.get("blas")
+    if libs:
+        parts += [f"{lib['name']} {lib['version']}" + (f" {lib['architecture']}" if lib.get("architecture") else "")
+                  + f", {lib['threads']} thread{'s' if lib['threads'] != 1 else ''}" for lib in libs]
+    elif env.get("blas_threads") is not None:
+        parts.append(f"BLAS {env['blas_threads']} thread{'s' if env['blas_threads'] != 1 else ''}")
+    if env.get("backend") and env["backend"] != "numpy":
+        parts.append(f"{env['backend']} backend")
+    return "; ".join(parts)
+
+
+def wall_time(env, data):
+    """started -> finished, or the file's own wall-seconds field; "not recorded" otherwise."""
+    s = elapsed_seconds(env)
+    if s is None:
+        s = next((data[k] for k in ("wall_seconds_this_run", "wall_seconds", "wall_seconds_total")
+                  if isinstance(data.get(k), (int, float))), None)
+    return "not recorded" if s is None else minutes(s)
+
+
 def provenance(files, kind, root):
     """The one provenance line under a rendered block, from each file's ``environment``."""
     envs = [(path, data.get("environment") or {}, data) for path, data in files]
@@ -123,42 +169,7 @@ def provenance(files, kind, root):
                 out.append(v)
         return out
 
-    def command(env, data):
-        if env.get("command"):
-            return env["command"]
-        argv = (data.get("config") or {}).get("argv")   # a file written before minikd recorded its command
-        return " ".join(["python", SCRIPTS[kind], *argv]) if argv is not None else f"python {SCRIPTS[kind]}"
-
-    def code(env):
-        if "minikd_version" not in env:
-            return "minikd version not recorded"
-        text = f"minikd {env['minikd_version']}"
-        if env.get("git_commit"):
-            text += f", commit {env['git_commit'][:12]}" + (" with uncommitted changes" if env.get("git_dirty") else "")
-        elif "git_commit" in env:
-            text += " (installed, no checkout)"
-        return text
-
-    def machine(env):
-        parts = [env.get("gpu") or env.get("cpu") or "CPU not recorded"]
-        if env.get("cpu_count"):
-            parts[0] += f" ({env['cpu_count']} cores)"
-        libs = env.get("blas")
-        if libs:
-            parts += [f"{lib['name']} {lib['version']}" + (f" {lib['architecture']}" if lib.get("architecture") else "")
-                      + f", {lib['threads']} thread{'s' if lib['threads'] != 1 else ''}" for lib in libs]
-        elif env.get("blas_threads") is not None:
-            parts.append(f"BLAS {env['blas_threads']} thread{'s' if env['blas_threads'] != 1 else ''}")
-        if env.get("backend") and env["backend"] != "numpy":
-            parts.append(f"{env['backend']} backend")
-        return "; ".join(parts)
-
-    def wall(env, data):
-        s = elapsed_seconds(env)
-        if s is None:
-            s = next((data[k] for k in ("wall_seconds_this_run", "wall_seconds", "wall_seconds_total")
-                      if isinstance(data.get(k), (int, float))), None)
-        return "not recorded" if s is None else minutes(s)
+    command, code, machine, wall = (lambda e, d: run_command_line(e, d, kind)), code_version, machine_line, wall_time
 
     cmds = "; ".join(f"`{c}`" for c in uniq(command(e, d) for _, e, d in envs))
     line = (f"<sub>Made by {cmds} · {' / '.join(uniq(code(e) for _, e, _ in envs))} · "
@@ -499,6 +510,18 @@ def render_sweep(files, root):
     return text + "\n\n" + provenance(files, "sweep", root)
 
 
+# --------------------------------------------------------------------------- run-times
+def render_run_times(files, root):
+    """One row per registered run: its command, its wall time, and the machine and code it ran on."""
+    rows = [("command", "wall time", "machine", "code")]
+    for _, data in files:
+        env = data.get("environment") or {}
+        kind = data.get("command") or "reproduce"
+        rows.append((f"`{run_command_line(env, data, kind)}`", wall_time(env, data), machine_line(env),
+                     code_version(env)))
+    return "\n".join(table(rows))
+
+
 # --------------------------------------------------------------------------- deviations-table
 def render_deviations(files, root):
     try:
@@ -516,6 +539,7 @@ RENDERERS = {
     "section3-mythical": (render_mythical, "1"),
     "section3-sweep": (render_sweep, "1"),
     "deviations-table": (render_deviations, "0"),
+    "run-times": (render_run_times, "1+"),
 }
 
 
