@@ -39,7 +39,9 @@ def test_the_hand_computed_step_equals_the_engines(executed):
     assert {name for name, _ in table} == {"dW1", "db1", "dW2", "db2", "dW3", "db3", "dx"}
     assert all(ok == "True" for _, ok in table), table
     assert "[h1 > 0] == engine's True" in executed and "[h2 > 0] == engine's True" in executed
-    assert executed.count("after the step == w - (1 - p) eps dW: True") == 3
+    assert executed.count("after the step == w - (1 - mu) eps dW: True") == 3
+    assert "velocities by hand == MomentumSGD's: True" in executed
+    assert executed.count("after the step and max-norm, by hand == MomentumSGD.step: True") == 6
     assert "soft + hard == distillation_loss's gradient: True" in executed
 
 
