@@ -33,7 +33,7 @@ __version__ = "0.2.0"   # the one place the version is written (pyproject.toml r
 from .api import TrainedModel, load
 from .data import DataError, Dataset, load_dataset, to_float
 from .engine.layers import Dense, Dropout, ReLU, Sequential, mlp
-from .engine.losses import cross_entropy, distillation_loss, log_softmax, softmax
+from .engine.losses import cross_entropy, distillation_loss, log_softmax, logit_matching, softmax
 from .engine.optim import MomentumSGD
 from .checkpoints import CheckpointError
 from .profiles import PROFILES, profile_configs
@@ -47,7 +47,7 @@ __all__ = [
     "load_dataset", "Dataset", "DataError", "to_float",
     # the engine
     "mlp", "Dense", "ReLU", "Dropout", "Sequential",
-    "cross_entropy", "distillation_loss", "softmax", "log_softmax",
+    "cross_entropy", "distillation_loss", "logit_matching", "softmax", "log_softmax",
     "MomentumSGD",
     # training
     "StageConfig", "Trainer", "teacher_logits", "profile_configs", "PROFILES",
