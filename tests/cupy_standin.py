@@ -610,8 +610,8 @@ def _build():
     module = _submodule(
         "cupy", __version__=META["cupy_version"] + "+standin", ndarray=ndarray,
         asarray=asarray, array=array, asnumpy=asnumpy, zeros=zeros, ones=ones, empty=empty, full=full,
-        zeros_like=zeros_like, ones_like=ones_like, arange=arange, concatenate=concatenate, stack=stack, sum=sum, mean=mean,
-        argmax=argmax, get_default_memory_pool=_memory_pool(), random=random, cuda=cuda, lib=lib,
+        zeros_like=zeros_like, ones_like=ones_like, arange=arange, concatenate=concatenate, stack=stack, sum=sum,
+        mean=mean, argmax=argmax, get_default_memory_pool=_memory_pool(), random=random, cuda=cuda, lib=lib,
         _standin_launches=launches,
         newaxis=None, dtype=numpy.dtype, bool_=numpy.bool_, uint8=numpy.uint8, int32=numpy.int32,
         int64=numpy.int64, float32=numpy.float32, float64=numpy.float64, **elementwise)

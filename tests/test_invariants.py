@@ -109,7 +109,7 @@ class Recorder:
         self.rows, self.seen, self.masks = [], [], []
         self.trainer.train_epoch(epoch)
         order = np.concatenate(self.rows)
-        images = dict(zip(order.tolist(), np.concatenate(self.seen)))
+        images = dict(zip(order.tolist(), np.concatenate(self.seen), strict=True))
         return order, images, self.masks
 
 
@@ -134,12 +134,13 @@ def test_each_epoch_draws_its_own_shuffle_shifts_and_masks_and_a_repeat_draws_th
     assert sorted(order0.tolist()) == sorted(order1.tolist()) and not np.array_equal(order0, order1)
     same_shift = np.mean([np.array_equal(images0[i], images1[i]) for i in images0])
     assert same_shift < 0.5, f"{same_shift:.0%} of the images jittered the same way in epochs 0 and 1"
-    assert not any(np.array_equal(a, b) for m0, m1 in zip(masks0, masks1) for a, b in zip(m0, m1))
+    assert not any(np.array_equal(a, b)
+                   for m0, m1 in zip(masks0, masks1, strict=True) for a, b in zip(m0, m1, strict=True))
     # the same epoch again (a fresh trainer, as after a resume): the same draws, bit for bit
     np.testing.assert_array_equal(order0, order0b)
     assert all(np.array_equal(images0[i], images0b[i]) for i in images0)
     assert len(masks0) == len(masks0b) and all(
-        np.array_equal(a, b) for m0, m1 in zip(masks0, masks0b) for a, b in zip(m0, m1))
+        np.array_equal(a, b) for m0, m1 in zip(masks0, masks0b, strict=True) for a, b in zip(m0, m1, strict=True))
 
 
 def test_the_epoch_generator_is_seeded_by_seed_and_epoch(monkeypatch, id_digits):

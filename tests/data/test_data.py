@@ -62,7 +62,7 @@ def idx_bytes(array, *, dtype_code=0x08, magic=b"\x00\x00"):
 def write_idx_folder(folder, x_train, y_train, x_test, y_test, gz=False):
     """The four files under MNIST's names, raw or gzipped."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test)):
+    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test), strict=True):
         blob = idx_bytes(arr)
         (folder / (name + (".gz" if gz else ""))).write_bytes(gzip.compress(blob) if gz else blob)
     return folder

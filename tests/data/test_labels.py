@@ -14,7 +14,7 @@ from minikd.experiments.variants import idx_bytes
 def write_idx(folder, x_train, y_train, x_test, y_test):
     """The four files, raw IDX under MNIST's names (variants.idx_bytes encodes them)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test)):
+    for name, arr in zip(MNIST_FILES, (x_train, y_train, x_test, y_test), strict=True):
         (folder / name).write_bytes(idx_bytes(arr))
     return folder
 

@@ -3,6 +3,8 @@
 Every gradient check goes through minikd.gradcheck.check_layer: central
 differences in float64 against backward(R) for a fixed random projection R.
 """
+import itertools
+
 import numpy
 import pytest
 
@@ -49,7 +51,7 @@ def test_gradcheck_dropout_eval_is_identity(xp):
 def _min_abs_relu_input(model):
     """Smallest |input| any ReLU saw in the last forward pass (from the Dense before it)."""
     smallest = numpy.inf
-    for dense, nxt in zip(model.layers, model.layers[1:]):
+    for dense, nxt in itertools.pairwise(model.layers):
         if isinstance(dense, Dense) and isinstance(nxt, ReLU):
             pre = to_host(dense.x @ dense.params["W"] + dense.params["b"])
             smallest = min(smallest, numpy.abs(pre).min())

@@ -89,7 +89,7 @@ def test_fused_step_equals_reference_on_layers_using_blas_axpy():
     ref.health = fused.health = None   # random labels: nothing to learn, and arithmetic is what is compared
     ref.fit()
     fused.fit()
-    for (l1, n1), (l2, n2) in zip(ref.model.parameters(), fused.model.parameters()):
+    for (l1, n1), (l2, n2) in zip(ref.model.parameters(), fused.model.parameters(), strict=True):
         a, b = l1.params[n1], l2.params[n2]
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
 
@@ -168,7 +168,7 @@ def test_scaled_velocity_equals_reference_through_folds():
     fused.fit()
     assert fused.step_impl.folds >= 3 * 3, "the scale was never folded back: that branch is untested"
     assert fused.step_impl.v_scale == [1.0, 1.0, 1.0], "the epoch ended with scaled velocities"
-    for (l1, n1), (l2, n2) in zip(ref.model.parameters(), fused.model.parameters()):
+    for (l1, n1), (l2, n2) in zip(ref.model.parameters(), fused.model.parameters(), strict=True):
         a, b = l1.params[n1], l2.params[n2]
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
     v_ref, v_fused = ref.optimizer.state_dict(), fused.optimizer.state_dict()
