@@ -170,3 +170,46 @@ def test_an_unfinished_stage_loads_with_a_warning(tmp_path, trained):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         minikd.load(trained["distilled"][0])                   # a finished one: no warning
+
+
+# --------------------------------------------------------------------------- scikit-learn's names
+def test_the_scikit_learn_names(teacher, digits):
+    """classes_ (what predict returns), n_features_in_ (D) and score(x, y): accuracy, the share of
+    rows whose prediction equals the label, on uint8 images as on float rows."""
+    np.testing.assert_array_equal(teacher.classes_, np.arange(10))
+    assert teacher.n_features_in_ == 64 == teacher.n_features
+    predicted = teacher.predict(digits.x_test)
+    assert set(np.unique(predicted)) <= set(teacher.classes_.tolist())
+    expected = float((predicted == digits.y_test).mean())
+    assert 0.5 < expected < 1.0                             # a trained teacher, with some errors: a real check
+    assert teacher.score(digits.x_test, digits.y_test) == expected
+    assert teacher.score(minikd.to_float(digits.x_test), list(digits.y_test)) == expected
+    wrong = (digits.y_test + 1) % 10                         # every label moved: the score moves with it
+    assert teacher.score(digits.x_test, wrong) == float((predicted == wrong).mean())
+
+
+@pytest.mark.parametrize("y, words", [
+    (np.zeros(359, int), r"y has shape \(359,\).*\(360,\) labels"),
+    (np.full(360, 10), r"integer class labels in \[0, 10\).*\[10, 10\]"),
+    (np.full(360, -1), r"integer class labels in \[0, 10\)"),
+    (np.zeros(360) + 0.5, r"integer class labels in \[0, 10\); got float64"),
+])
+def test_score_refuses_labels_that_do_not_fit(teacher, digits, y, words):
+    with pytest.raises(ValueError, match=words):
+        teacher.score(digits.x_test, y)
+
+
+def test_an_unknown_checkpoint_format_is_refused_naming_both_versions(tmp_path, trained):
+    """A checkpoint of another format version (an older or a newer minikd) is refused, naming its
+    version and the one this minikd reads; never read with guessed fix-ups."""
+    from minikd.checkpoints import FORMAT, SUPPORTED_FORMATS
+    assert FORMAT == "minikd-checkpoint-2" and SUPPORTED_FORMATS == (FORMAT,)
+    header, arrays = read_checkpoint(trained["teacher"][0])
+    for version in ("minikd-checkpoint-1", "minikd-checkpoint-3", None):
+        path = tmp_path / f"{version}.npz"
+        np.savez(path, header=np.array(json.dumps({**header, "format": version})), **arrays)
+        with pytest.raises(minikd.CheckpointError) as err:
+            minikd.load(path)
+        message = str(err.value)
+        assert str(path) in message and f"format version is {version!r}" in message, message
+        assert "'minikd-checkpoint-2'" in message, message

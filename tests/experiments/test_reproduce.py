@@ -263,13 +263,14 @@ def test_each_profiles_additions_are_asserted():
 
 
 def test_every_departure_from_the_paper_is_listed():
-    """Each setting that differs from PAPER_RECIPE shows in deviations_from_paper, with a reason;
-    the same list is in --help. A profile that changed a setting silently fails here."""
+    """Each setting that differs from PAPER_RECIPE shows in deviations_from_paper, with a reason and
+    the paper that states the recipe's value. A profile that changed a setting silently fails here."""
     import dataclasses
     for profile in profiles.PROFILES:
         cfgs = profiles.profile_configs(profile, n_features=784, n_classes=10, image_shape=(28, 28))
         rows = profiles.deviations_from_paper(cfgs)
-        assert all(set(r) == {"setting", "paper", "ours", "why"} and r["why"] for r in rows)
+        assert all(set(r) == {"setting", "paper", "source", "ours", "why"} and r["why"] for r in rows)
+        assert all(any(word in r["source"] for word in ("2015", "2012", "neither")) for r in rows), rows
         settings = {r["setting"] for r in rows}
         for stage, c in cfgs.items():
             assert (c.lr != 10) == (f"{stage}: eps_0" in settings)
@@ -280,18 +281,57 @@ def test_every_departure_from_the_paper_is_listed():
             assert (c.batch_size, c.momentum_start, c.momentum_end, c.init_std) == (100, 0.5, 0.99, 0.01)
         changed = dict(cfgs, student=dataclasses.replace(cfgs["student"], lr_warmup=3))
         assert "student: learning-rate warm-up" in {r["setting"] for r in profiles.deviations_from_paper(changed)}
-    from minikd.experiments import reproduce
-    text = reproduce.profiles_epilog()
-    for profile in profiles.PROFILES:
-        cfgs = profiles.profile_configs(profile, n_features=784, n_classes=10, image_shape=(28, 28))
-        for r in profiles.deviations_from_paper(cfgs):
-            assert f"{r['setting']}: paper {r['paper']}; ours {r['ours']}" in text
+
+
+def test_each_departure_names_the_paper_that_states_the_value():
+    """Section 3 of the 2015 paper states the architectures, dropout, weight constraint, jitter and T;
+    the training recipe (epochs, eps_0, the schedules) is the 2012 dropout paper's appendix A."""
+    cfgs = profiles.profile_configs("quick", n_features=784, n_classes=10, image_shape=(28, 28), temperature=4.0)
+    source = {r["setting"]: r["source"] for r in profiles.deviations_from_paper(cfgs)}
+    for stage in ("teacher", "student", "distilled"):
+        for what in ("epochs", "eps_0", "schedules"):
+            assert source[f"{stage}: {what}"] == "2012", (stage, what)
+    assert source["distilled: temperature"] == "2015"
+    assert source["distilled: learning-rate warm-up"] == source["distilled: per-row gradient bound"] == "neither"
+
+
+def deviations_command(argv, capsys):
+    from minikd import cli
+    assert cli.main(["deviations", *argv]) == 0
+    return capsys.readouterr().out
+
+
+def test_minikd_deviations_prints_one_profiles_departures(capsys):
+    """`minikd deviations quick` prints every departure of the quick profile (its configs on MNIST's
+    shapes), one line each, and no other profile's; without a profile, every profile's."""
+    quick = deviations_command(["quick"], capsys)
+    rows = profiles.deviations_from_paper(profiles.mnist_configs("quick"))
+    assert rows and "--profile quick:" in quick
+    for r in rows:
+        assert f"  {r['setting']}: paper {r['paper']} (" in quick and f"ours {r['ours']} -- {r['why']}" in quick, r
+    assert "--profile paper:" not in quick and "--profile demo:" not in quick
+    demo_only = {r["setting"] for r in profiles.deviations_from_paper(profiles.mnist_configs("demo"))} - \
+        {r["setting"] for r in rows}
+    assert demo_only and not any(f"  {s}:" in quick for s in demo_only)    # the demo's training images
+    every = deviations_command([], capsys)
+    assert all(f"--profile {name}:" in every for name in profiles.PROFILES)
+
+
+def test_reproduce_help_is_short_and_points_to_the_departures():
+    """--help lists the options in at most 6 KB (at 80 columns); the departures are `minikd deviations`'."""
+    env = dict(os.environ, COLUMNS="80")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, env=env,
+                          timeout=60, check=True)
+    assert len(proc.stdout.encode("utf-8")) <= 6144, len(proc.stdout.encode("utf-8"))
+    words = " ".join(proc.stdout.split())                  # the text as read, whatever its line breaks
+    assert "minikd deviations" in words
+    assert "per-row gradient bound:" not in words           # the departures themselves are not repeated here
 
 
 def test_results_name_their_teacher_and_threads_and_refuse_to_mix_teachers(tmp_path):
     """results.json: the distilled row names its teacher's soft targets by their full SHA-256, the
-    teacher row gives the same hash, the BLAS thread count is a number; a retrained teacher drops
-    the earlier distilled row from the table instead of mixing them, and says so."""
+    teacher row gives the same hash, the environment says what made the run; a retrained teacher
+    drops the earlier distilled row from the table instead of mixing them, and says so."""
     out = tmp_path / "r"
     base = [*DIGITS, "--profile", "paper", "--epochs", "10", "--out", str(out)]
     run_cli(*base, "--stages", "teacher,distilled")
@@ -299,34 +339,40 @@ def test_results_name_their_teacher_and_threads_and_refuse_to_mix_teachers(tmp_p
     sha = res["models"]["teacher"]["soft_targets_sha256"]
     assert len(sha) == 64 and int(sha, 16) >= 0
     assert res["models"]["distilled"]["teacher_soft_targets_sha256"] == sha
-    assert isinstance(res["environment"]["blas_threads"], int) and res["environment"]["blas_threads"] >= 1
-    assert res["deviations_from_paper"] and {"setting", "paper", "ours", "why"} == set(res["deviations_from_paper"][0])
-    proc = run_cli(*base, "--stages", "teacher", "--overwrite", "--seed", "1")
+    env = res["environment"]
+    assert isinstance(env["blas_threads"], int) and env["blas_threads"] >= 1
+    import minikd
+    assert env["minikd_version"] == minikd.__version__ and env["backend"] == "numpy"
+    assert env["git_commit"] is None or len(env["git_commit"]) == 40
+    assert env["git_dirty"] in (True, False, None) and env["started"] <= env["finished"]
+    assert isinstance(env["blas"], list) and all(set(b) == {"name", "version", "architecture", "threads"}
+                                                 for b in env["blas"])
+    assert "reproduce.py" in env["command"] and "--stages teacher,distilled" in env["command"]
+    assert res["deviations_from_paper"] and \
+        {"setting", "paper", "source", "ours", "why"} == set(res["deviations_from_paper"][0])
+    # the same teacher seed trained again, at another eps_0: other soft targets
+    proc = run_cli(*base, "--stages", "teacher", "--overwrite", "--lr", "0.5")
     res2 = json.loads((out / "results.json").read_text())
     assert res2["models"]["teacher"]["soft_targets_sha256"] != sha
-    assert set(res2["models"]) == {"teacher"}
-    assert "distilled row from an earlier run" in proc.stderr and "dropped" in proc.stderr
-    run_cli(*base, "--stages", "distilled", "--overwrite", "--seed", "1")
+    assert set(res2["models"]) == {"teacher"} and [r["model"] for r in res2["runs"]] == ["teacher"]
+    assert "learned from another teacher" in proc.stderr and "dropped" in proc.stderr
+    proc = run_cli(*base, "--stages", "distilled", "--overwrite")
     res3 = json.loads((out / "results.json").read_text())
-    assert res3["models"]["distilled"]["teacher_soft_targets_sha256"] == res2["models"]["teacher"]["soft_targets_sha256"]
-    # a results.json from before the hashes: its teacher row names none, but it is the checkpoint this
-    # run loads, so it is kept and named, not dropped
-    del res3["models"]["teacher"]["soft_targets_sha256"]
-    (out / "results.json").write_text(json.dumps(res3))
-    proc = run_cli(*base, "--stages", "distilled", "--overwrite", "--seed", "1")
-    res4 = json.loads((out / "results.json").read_text())
-    assert res4["models"]["teacher"]["soft_targets_sha256"] == res2["models"]["teacher"]["soft_targets_sha256"]
-    assert "dropped" not in proc.stderr
+    new_sha = res2["models"]["teacher"]["soft_targets_sha256"]
+    assert res3["models"]["distilled"]["teacher_soft_targets_sha256"] == new_sha
+    assert res3["models"]["teacher"] == res2["models"]["teacher"] and "dropped" not in proc.stderr
 
 
 def test_published_columns_only_for_comparable_runs():
-    from minikd.experiments.reproduce import comparable_with_paper
+    from minikd.experiments.reproduce_table import comparable_with_paper
     full = {"teacher": {"train_size": 60000, "epochs": 150}, "student": {"train_size": 60000, "epochs": 70}}
     assert comparable_with_paper("mnist", "test", full, "quick")
     assert not comparable_with_paper("mnist", "validation", full, "quick")
     assert not comparable_with_paper("digits", "test", full, "quick")
     assert not comparable_with_paper("mnist", "test", dict(full, student={"train_size": 2000, "epochs": 70}))
     assert not comparable_with_paper("mnist", "test", dict(full, student={"train_size": 60000, "epochs": 4}))
+    several = dict(full, student=[{"train_size": 60000, "epochs": 70}, {"train_size": 60000, "epochs": 4}])
+    assert not comparable_with_paper("mnist", "test", several)     # every run of a model must be
 
 
 def test_paper_profile_runs_on_cpu(tmp_path):
@@ -339,15 +385,16 @@ def test_paper_profile_runs_on_cpu(tmp_path):
 
 
 def test_readme_lists_every_profiles_departures():
-    """README's results section holds the table deviations_markdown() prints, unchanged: a profile
-    that changes a setting without README saying so fails here."""
+    """README shows the departures as a block that docs/render_results.py renders from
+    deviations_markdown(), unchanged: a profile that changes a setting without README saying so
+    fails here (and `python docs/render_results.py --check`)."""
     readme = (ROOT / "README.md").read_text()
-    start, end = "<!-- deviations:start -->\n", "\n<!-- deviations:end -->"
-    assert start in readme and end in readme, "README lost its deviations table markers"
-    table = readme[readme.index(start) + len(start):readme.index(end)]
+    start, end = "<!-- render: deviations-table -->\n", "\n<!-- render: end -->"
+    assert start in readme, "README has no <!-- render: deviations-table --> block"
+    block = readme[readme.index(start) + len(start):]
+    table = block[:block.index(end)]
     assert table == profiles.deviations_markdown(), (
-        "README's table of departures is stale: paste the output of python -c \"from "
-        "minikd.profiles import deviations_markdown; print(deviations_markdown())\"")
+        "README's table of departures is stale: run python docs/render_results.py")
 
 
 def test_a_shortened_demo_shows_distillation_working(tmp_path, mnist_dir):
