@@ -323,7 +323,7 @@ def _run(args, argv, xp, dataset):
                                            eval_every=1 if v in EARLY_STOPPED else cfg.epochs, after_epoch=hook,
                                            **run_kw)
                 pred = predictions(trainer.model, arrays["x_test"])
-                right[(v, s)] = pred == y_test
+                right[(v, entry["seed"])] = pred == y_test
                 run = {k: entry[k] for k in ("seed", "test_errors", "n_eval", "epochs", "train_size", "checkpoint",
                                              "backend", "sec_per_epoch", "train_seconds_total", "wall_seconds")}
                 run["agreement"] = float((pred == teacher_pred).mean())

@@ -20,7 +20,7 @@ from minikd.targets import confidence_only, permute_non_top
 from cli_run import run
 
 VARIANTS = ("hard", "soft", "permuted", "confidence", "smoothed", "logit_matching")
-FLAGS = ["--backend", "numpy", "--dataset", "digits", "--epochs", "3", "--smoothing-grid", "0.1,0.3"]
+FLAGS = ["--backend", "numpy", "--dataset", "digits", "--epochs", "3", "--smoothing-grid", "0,0.9"]
 
 
 def no_check(self, *args, **kwargs):
@@ -34,15 +34,20 @@ def digits():
 
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
-    """One run with --seeds 2; every Trainer built records its config's name and seed, its initial
+    """One run with --seeds 2; every Trainer built records the checkpoint it is for, its initial
     weights and its first epoch's batch order."""
     out = tmp_path_factory.mktemp("dk") / "out"
-    built = []
+    built, current = [], {}
+    run_stage = dark_knowledge.run_stage
+
+    def recording_run_stage(*args, path, **kwargs):
+        current["path"] = path
+        return run_stage(*args, path=path, **kwargs)
 
     class Recording(train.Trainer):
         def __init__(self, cfg, *args, **kwargs):
             super().__init__(cfg, *args, **kwargs)
-            self.record = {"name": cfg.name, "seed": cfg.seed, "order": None,
+            self.record = {"file": current["path"].name, "order": None,
                            "weights": {k: np.array(v) for k, v in self.model.state_dict().items()}}
             built.append(self.record)
 
@@ -55,6 +60,7 @@ def done(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         mp.setattr(train.HealthCheck, "check", no_check)
         mp.setattr(stage, "Trainer", Recording)
+        mp.setattr(dark_knowledge, "run_stage", recording_run_stage)
         code = dark_knowledge.main([*FLAGS, "--seeds", "2", "--out", str(out)])
     assert code == 0, stderr.getvalue()[-3000:]
     return {"out": out, "results": json.loads((out / "results.json").read_text()), "built": built,
@@ -99,15 +105,16 @@ def test_students_differ_only_in_their_targets(done):
 
 
 def test_the_variants_of_one_seed_start_from_the_same_weights_and_batches(done):
-    students = [b for b in done["built"] if b["name"] in VARIANTS]
-    assert {b["name"] for b in students} == set(VARIANTS)
+    """Student seed s: every variant's <variant>_seed<s>.npz starts from one set of initial weights and sees
+    its batches in one order; seeds 0 and 1 differ in both."""
+    by_file = {b["file"]: b for b in done["built"]}
     for seed in (0, 1):
-        mine = [b for b in students if b["seed"] == seed]
-        first = mine[0]
-        for b in mine[1:]:
-            assert all(np.array_equal(first["weights"][k], w) for k, w in b["weights"].items()), b["name"]
-            assert np.array_equal(first["order"], b["order"]), b["name"]
-    zero, one = (next(b for b in students if b["seed"] == s) for s in (0, 1))
+        first = by_file[f"hard_seed{seed}.npz"]
+        for v in VARIANTS[1:]:
+            b = by_file[f"{v}_seed{seed}.npz"]
+            assert all(np.array_equal(first["weights"][k], w) for k, w in b["weights"].items()), (v, seed)
+            assert np.array_equal(first["order"], b["order"]), (v, seed)
+    zero, one = by_file["hard_seed0.npz"], by_file["hard_seed1.npz"]
     assert not all(np.array_equal(w, one["weights"][k]) for k, w in zero["weights"].items())
     assert not np.array_equal(zero["order"], one["order"])
 
@@ -140,7 +147,8 @@ def test_smoothing_is_chosen_on_held_out_training_images(done, digits):
     sm, cfg = res["smoothing"], res["config"]
     n_val = cfg["n_validation"]
     assert cfg["validation_outside_transfer"] and cfg["n_transfer"] + n_val <= len(digits.y_train)
-    assert sm["grid"] == [0.1, 0.3]
+    assert sm["grid"] == [0.0, 0.9]
+    assert len(set(sm["validation_errors"])) > 1, "a grid whose students tie cannot show which one is chosen"
     assert sm["chosen"] == sm["grid"][int(np.argmin(sm["validation_errors"]))]
     x_val, y_val = to_float(digits.x_train[-n_val:], np), digits.y_train[-n_val:]
 
