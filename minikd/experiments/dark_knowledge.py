@@ -102,7 +102,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs of every stage (default: profile's)")
     p.add_argument("--train-size", type=positive_int, default=None, metavar="N",
                    help="the transfer set: the first N training images (default: the profile's)")
-    p.add_argument("--smoothing-grid", type=smoothing_grid, default=SMOOTHING_GRID, metavar="E,E,...",
+    p.add_argument("--smoothing-grid", type=smoothing_grid, default=SMOOTHING_GRID, metavar="A,A,...",
                    help="label-smoothing amounts tried for `smoothed`, the best on the validation images kept "
                         f"(default {','.join(map(str, SMOOTHING_GRID))})")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
