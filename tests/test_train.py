@@ -7,7 +7,8 @@ from sklearn.datasets import load_digits
 
 from minikd.engine.backend import to_host
 from minikd.engine.losses import softmax
-from minikd.train import build_model, DivergenceError, StageConfig, Trainer, predict_logits
+from minikd import train
+from minikd.train import build_model, DivergenceError, StageConfig, Trainer, bound_rows_, predict_logits
 
 
 def digits_arrays(xp):
@@ -61,26 +62,27 @@ def test_fused_step_equals_reference_step(distill):
     fused.fit()
     init = Trainer(cfg, np, x_tr, y_tr, x_te, y_te).model
     for (l1, n1), (l2, n2), (l0, n0) in zip(ref.model.parameters(), fused.model.parameters(),
-                                            init.parameters()):
+                                            init.parameters(), strict=True):
         a, b = l1.params[n1], l2.params[n2]
         assert not np.allclose(a, l0.params[n0]), "training did not move the parameters"
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
     np.testing.assert_allclose([h.loss for h in fused.history], [h.loss for h in ref.history], rtol=1e-5)
 
 
-def test_resume_equals_uninterrupted(xp):
+@pytest.mark.parametrize("fast", [False, True], ids=["reference", "fast"])
+def test_resume_equals_uninterrupted(xp, fast):
     x_tr, y_tr, x_te, y_te = digits_arrays(xp)
     cfg = _teacher_like_cfg(epochs=4, momentum_ramp=4)  # a 1-epoch ramp to p = 0.99 learns nothing in 4 epochs
-    full = Trainer(cfg, xp, x_tr, y_tr, x_te, y_te)
+    full = Trainer(cfg, xp, x_tr, y_tr, x_te, y_te, fast=fast)
     full.fit()
-    first = Trainer(StageConfig(**{**cfg.__dict__, "epochs": 2}), xp, x_tr, y_tr, x_te, y_te)
+    first = Trainer(StageConfig(**{**cfg.__dict__, "epochs": 2}), xp, x_tr, y_tr, x_te, y_te, fast=fast)
     first.fit()
-    resumed = Trainer(cfg, xp, x_tr, y_tr, x_te, y_te)
+    resumed = Trainer(cfg, xp, x_tr, y_tr, x_te, y_te, fast=fast)
     resumed.model.load_state_dict(first.model.state_dict())
     resumed.optimizer.load_state_dict(first.optimizer.state_dict())
     resumed.start_epoch = 2
     resumed.fit()
-    for (l1, n1), (l2, n2) in zip(full.model.parameters(), resumed.model.parameters()):
+    for (l1, n1), (l2, n2) in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
         np.testing.assert_array_equal(to_host(l1.params[n1]), to_host(l2.params[n2]))
     assert full.history[-1].test_errors == resumed.history[-1].test_errors
 
@@ -145,7 +147,7 @@ def test_float64_inputs_are_cast_once_on_both_steps(fast):
     assert (as64.step_impl is not None) == fast and as64.x_train.dtype == np.float32
     as32.fit()
     as64.fit()
-    for (l1, n1), (l2, n2) in zip(as32.model.parameters(), as64.model.parameters()):
+    for (l1, n1), (l2, n2) in zip(as32.model.parameters(), as64.model.parameters(), strict=True):
         np.testing.assert_array_equal(l1.params[n1], l2.params[n2])
     with pytest.raises(ValueError, match="x_train has dtype uint8: give float rows"):
         Trainer(cfg, np, (x_tr * 16).astype(np.uint8), y_tr, x_te, y_te)
@@ -162,3 +164,90 @@ def test_the_reference_step_draws_masks_with_the_engines_own_sampler():
         drops = [layer for layer in Trainer(cfg, np, x_tr, y_tr, x_te, y_te, fast=fast).model.layers
                  if isinstance(layer, Dropout)]
         assert len(drops) == 3 and all(layer.sampler is sampler for layer in drops)
+
+
+def test_the_default_step_is_the_fast_one_and_fast_false_the_reference():
+    """Trainer(fast=True) is the default, as in every command; fast=False runs ReferenceStep."""
+    x_tr, y_tr, x_te, y_te = digits_arrays(np)
+    cfg = StageConfig("student", (64, 16, 10), epochs=1, image_shape=(8, 8))
+    assert Trainer(cfg, np, x_tr, y_tr, x_te, y_te).step_impl is not None
+    reference = Trainer(cfg, np, x_tr, y_tr, x_te, y_te, fast=False)
+    assert reference.step_impl is None and isinstance(reference.step, train.ReferenceStep)
+
+
+# --------------------------------------------------------------------------- the per-row bound's activity
+def test_bound_rows_writes_each_rows_factor():
+    """bound_rows_'s factors are min(1, limit / ||d_n||), computed here in float64, and each row
+    becomes d_n times its factor: its direction kept, its length at most the limit."""
+    rng = np.random.default_rng(0)
+    d = (rng.standard_normal((50, 10)) * rng.uniform(0.01, 3, (50, 1))).astype(np.float32)
+    d[7] = 0.0                                                 # a zero row: factor 1, no division by 0
+    before = d.astype(np.float64)
+    limit = 1.0
+    scale = np.empty((50, 1), np.float32)
+    out = bound_rows_(d, limit, scale_out=scale)
+    assert out is d
+    norms = np.linalg.norm(before, axis=1, keepdims=True)
+    factors = np.minimum(1.0, limit / np.maximum(norms, 1e-300))
+    assert 0 < (factors < 1).sum() < 50                         # some rows clipped, some not
+    np.testing.assert_allclose(scale, factors, rtol=1e-6)
+    np.testing.assert_allclose(d, before * factors, rtol=1e-6, atol=1e-7)
+    assert (np.linalg.norm(d.astype(np.float64), axis=1) <= limit * (1 + 1e-6)).all()
+
+
+def bound_trainer(grad_bound, epochs=2):
+    x_tr, y_tr, x_te, y_te = digits_arrays(np)
+    soft = np.random.default_rng(1).standard_normal((len(y_tr), 10)).astype(np.float32) * 10
+    cfg = StageConfig("distilled", (64, 32, 10), epochs=epochs, batch_size=100, image_shape=(8, 8), lr=0.1,
+                      lr_warmup=1, momentum_ramp=2, init_std=0.1, temperature=4.0, grad_bound=grad_bound)
+    tr = Trainer(cfg, np, x_tr, y_tr, x_te, y_te, soft_logits=soft)
+    tr.health = None                                        # the bound's arithmetic, not learning
+    return tr
+
+
+def test_the_log_shows_how_often_the_bound_acts():
+    """A bound no row reaches clips nothing (bound_clipped 0, no scale); one every row exceeds clips
+    all (bound_clipped 1, their mean scale below 1); without a bound, nothing is logged."""
+    huge = bound_trainer(1e9)
+    huge.fit()
+    assert all(h.bound_clipped == 0.0 and h.bound_scale is None for h in huge.history)
+    tiny = bound_trainer(1e-6)
+    tiny.fit()
+    assert all(h.bound_clipped == 1.0 and 0.0 < h.bound_scale < 1.0 for h in tiny.history)
+    off = bound_trainer(None)
+    off.fit()
+    assert all(h.bound_clipped is None and h.bound_scale is None for h in off.history)
+
+
+def test_the_logged_activity_is_the_share_of_rows_clipped_and_their_mean_factor(monkeypatch):
+    """Each epoch's bound_clipped is the share of the epoch's rows whose ||d_n|| exceeded the limit,
+    and bound_scale the mean of their factors limit / ||d_n||, both computed here from the rows the
+    loss handed to bound_rows_."""
+    tr = bound_trainer(3.0, epochs=3)                         # about a quarter of the rows clipped
+    seen = {}                                                 # epoch -> [the rows' factors]
+    real = train.bound_rows_
+    epoch = {"now": 0}
+
+    def spy(d, limit, scale_out=None):
+        norms = np.linalg.norm(d.astype(np.float64), axis=1)
+        seen.setdefault(epoch["now"], []).append(np.minimum(1.0, limit / np.maximum(norms, 1e-300)))
+        return real(d, limit, scale_out=scale_out)
+
+    real_epoch = Trainer.train_epoch
+
+    def train_epoch(self, e):
+        epoch["now"] = e
+        return real_epoch(self, e)
+
+    monkeypatch.setattr(train, "bound_rows_", spy)
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+    tr.fit()
+    clipped_shares = []
+    for h in tr.history:
+        factors = np.concatenate(seen[h.epoch])
+        assert factors.size == len(tr.y_train)
+        clipped = factors[factors < 1]
+        assert h.bound_clipped == pytest.approx(clipped.size / factors.size, abs=1e-12)
+        assert h.bound_scale == pytest.approx(clipped.mean(), rel=1e-5)
+        clipped_shares.append(h.bound_clipped)
+    assert any(0 < share < 1 for share in clipped_shares)         # the bound acted on some rows, not all
