@@ -1,6 +1,7 @@
 """A dead or exploding network stops its stage with a message (minikd.health.HealthCheck), checked
-once per epoch; at the last epoch a collapsed or chance-level network stops it too; and a
-distillation that dies today at small scale now trains or stops."""
+once per epoch; at the last epoch a collapsed or chance-level network stops it too, with advice
+that fits the case; and an unbounded distillation that explodes at small scale stops, while the
+profile's bounded one trains."""
 from dataclasses import replace
 
 import numpy as np
@@ -163,7 +164,7 @@ def test_bound_rows_keeps_directions_and_bounds_lengths():
     np.testing.assert_allclose(d, [[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]], rtol=1e-6)
 
 
-def test_a_distillation_that_dies_today_now_trains(digits):
+def test_an_unbounded_distillation_explodes_and_the_bounded_one_trains(digits, monkeypatch):
     """The death at small scale: a confident teacher (logits of range ~60, as a teacher trained
     longer or on other data gives) and no warm-up. Unbounded, the soft term's T^2-scaled gradient
     (up to T sqrt(2) per row) explodes the student in its first epoch -- the stage stops and says
@@ -174,7 +175,10 @@ def test_a_distillation_that_dies_today_now_trains(digits):
     soft = (np.eye(10, dtype=np.float32)[y] * 30 + rng.standard_normal((len(y), 10)).astype(np.float32) * 7.5)
     c = profile_configs("quick", n_features=64, n_classes=10, image_shape=(8, 8), epochs=20)["distilled"]
     assert c.grad_bound == DISTILL_GRAD_BOUND == 1.0
-    unbounded = Trainer(replace(c, lr_warmup=0, grad_bound=None), np, *digits, soft_logits=soft, fast=True)
+    import minikd.config
+    monkeypatch.setattr(minikd.config, "_warned_unguarded", False)
+    with pytest.warns(UserWarning, match="neither a per-row gradient bound"):   # the Trainer says so too
+        unbounded = Trainer(replace(c, lr_warmup=0, grad_bound=None), np, *digits, soft_logits=soft, fast=True)
     with pytest.raises(DivergenceError, match="at epoch 1 the training loss is .* the weights are exploding"):
         unbounded.fit()
     bounded = Trainer(replace(c, lr_warmup=0), np, *digits, soft_logits=soft, fast=True)
@@ -191,3 +195,26 @@ def test_the_grad_bound_flag():
     for bad in ("0", "-1", "nan"):
         with pytest.raises(SystemExit):
             parse_args(["--grad-bound", bad])
+
+
+def test_a_network_that_never_moved_is_told_to_train_longer_not_slower(digits):
+    """At eps = 1e-9 the loss stays at the untrained network's: the advice is more training steps
+    (--epochs, more images), not a lower --lr, which would move it even less."""
+    tr = Trainer(cfg(lr=1e-9, init_std=0.01, epochs=3), np, *digits)
+    with pytest.raises(DivergenceError, match=r"at epoch 3 \(its last\)") as err:
+        tr.fit()
+    message = str(err.value)
+    assert "more training steps" in message and "--epochs" in message, message
+    assert "try a lower --lr" not in message and "or a lower --lr" not in message, message
+    assert all(abs(h.loss - tr.health.initial_loss) < 0.01 * tr.health.initial_loss for h in tr.history)
+
+
+def test_a_network_that_moved_and_ended_at_chance_is_told_a_lower_rate(digits):
+    """The loss fell, then the network still ended at chance: the other advice, a lower --lr."""
+    tr = Trainer(cfg(epochs=2), np, *digits)
+    tr.fit()                                              # it learns: its loss falls well below ln 10
+    assert tr.health.lowest_loss < 0.9 * tr.health.initial_loss
+    tr.model.dense_layers()[-1].params["b"][3] = 1e4       # now one class for every input
+    with pytest.raises(DivergenceError, match="collapsed") as err:
+        tr.health.check(tr.model, 1, tr.history[-1].loss, 0.5, last=True)
+    assert "more training steps" not in str(err.value) and "lower --lr" in str(err.value)
