@@ -5,19 +5,27 @@
 # command's help, the gradient check and a short digits run, and minikd.load must
 # predict with each checkpoint that run wrote the errors results.json reports.
 # About a minute and a half on 2 CPU cores, most of it installing NumPy, SciPy and friends.
+#
+#     bash .ci/wheel_check.sh [PYTHON]     # PYTHON: the interpreter to check (default: python)
+#
+# The wheel is built and installed by PYTHON's own virtual environment, so only PYTHON's
+# standard library (venv, ensurepip) is needed, not a pip installed beside it.
 set -euo pipefail
+py="${1:-python}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/minikd-wheel.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+"$py" -m venv "$work/venv" || { echo "wheel check: $py cannot make a virtual environment" >&2; exit 1; }
+echo "wheel check: $("$work/venv/bin/python" -c 'import sys; print(sys.version.split()[0])') ($py)"
 
 # From a copy of what goes into the wheel: building in the repository would leave a build/
 # folder there, whose stale files (a module since deleted) a later wheel would ship.
 mkdir "$work/src"
 cp -R "$repo/minikd" "$repo/pyproject.toml" "$repo/README.md" "$repo/LICENSE" "$work/src/"
 find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
-python -m pip wheel "$work/src" --no-deps --quiet -w "$work/wheelhouse"
+"$work/venv/bin/python" -m pip wheel "$work/src" --no-deps --quiet -w "$work/wheelhouse"
 wheel=("$work"/wheelhouse/minikd-*.whl)
-python - "${wheel[0]}" <<'PY'
+"$work/venv/bin/python" - "${wheel[0]}" <<'PY'
 import sys
 import zipfile
 
@@ -26,7 +34,6 @@ for wanted in ("minikd/py.typed", "/licenses/LICENSE"):   # the type hints' mark
     assert any(n.endswith(wanted) for n in names), f"wheel check: {sys.argv[1]} lacks {wanted}"
 PY
 
-python -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet "${wheel[0]}"
 cd "$work"
 export PATH="$work/venv/bin:$PATH" MPLBACKEND=Agg

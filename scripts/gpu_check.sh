@@ -20,7 +20,8 @@
 #
 # Writes OUT/gpu_check.json (every figure, one entry per part) and OUT/gpu_check.log
 # (every command and its output). Total time limit: 4 minutes (budgets below).
-# Exit status 0 when every part passed, 1 otherwise.
+# Exit status 0 when every part passed, 1 otherwise. The interpreter is $PYTHON
+# (default: python from PATH), e.g. PYTHON=.venv/bin/python bash scripts/gpu_check.sh OUT.
 set -u
 if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
     echo "usage: bash scripts/gpu_check.sh OUT [--standin]" >&2
