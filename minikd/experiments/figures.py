@@ -40,7 +40,7 @@ from ..train import Trainer, predict_logits, teacher_logits
 from .args import fail, non_negative_int, pick_backend_or_exit, positive_float, positive_int
 from ..checkpoints import CheckpointError, load_model
 from .report import pyplot, save_figure
-from .reproduce import plot_curves
+from .reproduce_table import plot_curves
 from .stage import stage_configs
 
 FIGURES = ("softmax_temperature.png", "dark_knowledge.png", "gradient_scale.png", "learning_curves_{dataset}.png")
@@ -263,7 +263,7 @@ def train(cfg, data, xp, soft_logits=None):
 
 
 def history_entry(trainer, n_eval):
-    """A trainer's history in the shape of a results.json model entry (for plot_curves)."""
+    """A trainer's history in the shape of a results.json run (for plot_curves, with its "model")."""
     return {"seed": trainer.cfg.seed, "n_eval": n_eval, "test_errors": trainer.history[-1].test_errors,
             "history": [vars(h) for h in trainer.history]}
 
@@ -363,13 +363,15 @@ def make_figures(argv=None):
         "gradient_scale": gradient_scale_figure(out / FIGURES[2], z_test, v_test),
     }
     if results is not None:
-        models, eval_name = results["models"], results["config"].get("evaluated_on", "test")
+        runs, eval_name = results["runs"], results["config"].get("evaluated_on", "test")
     else:
         n_eval = len(dataset.y_test)
-        models, eval_name = {k: history_entry(t, n_eval) for k, t in trainers.items()}, "test"
+        runs, eval_name = [{"model": k, **history_entry(t, n_eval)} for k, t in trainers.items()], "test"
     made["paths"] = [out / name.format(dataset=dataset_name) for name in FIGURES]
-    plot_curves(models, made["paths"][3], eval_name, dataset=dataset_name)
-    made["learning_curves"] = {k: [h["test_errors"] for h in m["history"]] for k, m in models.items()}
+    plot_curves(runs, made["paths"][3], eval_name, dataset=dataset_name)
+    made["learning_curves"] = {}
+    for r in runs:   # each model's first run
+        made["learning_curves"].setdefault(r["model"], [h["test_errors"] for h in r["history"]])
     made["teacher_logits"], made["student_logits"] = v_test, z_test
     table = soft_gradient_norms(z_test, v_test, SCALE_TABLE_TEMPERATURES)
     made["gradient_scale_table"] = table
