@@ -149,18 +149,23 @@ def test_checkpoint_of_other_idx_data_is_refused_naming_both(digits, tmp_path, c
     assert code == 0, err[-500:]
     assert checkpoints.read_checkpoint(saved)[0]["epochs_done"] == 2
     # a teacher trained on A is refused as --teacher on B, naming both
+    teacher_out = tmp_path / "teacher"
+    teacher_args = [*base[:5], "teacher", "--train-size", "500", "--out", str(teacher_out)]
+    assert run(reproduce, [*teacher_args, "--data-dir", str(a), "--epochs", "1"], capsys)[0] == 0
     ds_b = load_dataset("idx", data_dir=b)
     with pytest.raises(checkpoints.CheckpointError, match="other data") as exc:
-        checkpoints.load_teacher(saved, np, dataset=ds_b)
+        checkpoints.load_teacher(teacher_out / "teacher.npz", np, dataset=ds_b)
     assert str(a) in str(exc.value) and str(b) in str(exc.value)
 
 
-def test_checkpoint_without_fingerprint_is_accepted_for_fixed_datasets_and_warned_for_idx(tmp_path, capsys):
+def test_checkpoint_without_fingerprint_is_refused(tmp_path):
+    """Every checkpoint minikd writes records its data's fingerprint; one without it cannot be
+    checked against the data, so it is refused, naming the file, whatever the dataset."""
     data = {"sha256": "0" * 64, "n_classes": 10, "image_shape": [8, 8], "source": "here"}
-    checkpoints.check_same_data("old.npz", {"dataset": "digits"}, data)
-    assert capsys.readouterr().err == ""
-    checkpoints.check_same_data(tmp_path / "old.npz", {"dataset": "idx"}, data)
-    assert "predates data fingerprints" in capsys.readouterr().err
+    for dataset in ("digits", "idx"):
+        with pytest.raises(checkpoints.CheckpointError, match="records no fingerprint"):
+            checkpoints.check_same_data(tmp_path / "old.npz", {"dataset": dataset}, data)
+    checkpoints.check_same_data("same.npz", {"dataset": "idx", "data": data}, data)
     with pytest.raises(checkpoints.CheckpointError):
         checkpoints.check_same_data("new.npz", {"dataset": "idx", "data": dict(data, sha256="1" * 64)}, data)
 
@@ -383,13 +388,13 @@ def test_divergence_names_the_last_checkpoint_only_when_it_exists(digits, tmp_pa
     arrays = _digits_arrays(digits)
     _nan_at(monkeypatch, 0)
     with pytest.raises(stage.StageRunError) as exc:
-        stage.run_stage(_student(), arrays, np, out=tmp_path / "a", progress=False)
+        stage.run_stage(_student(), arrays, np, out=tmp_path / "a", progress=False, checkpoint_every=1)
     assert "No checkpoint" in str(exc.value) and "last good" not in str(exc.value)
     assert not (tmp_path / "a" / "student_seed0.npz").exists()
 
     _nan_at(monkeypatch, 2)
     with pytest.raises(stage.StageRunError) as exc:
-        stage.run_stage(_student(), arrays, np, out=tmp_path / "b", progress=False)
+        stage.run_stage(_student(), arrays, np, out=tmp_path / "b", progress=False, checkpoint_every=1)
     path = tmp_path / "b" / "student_seed0.npz"
     assert f"The last good checkpoint is {path} (epoch 2 of 4)" in str(exc.value)
     assert checkpoints.read_checkpoint(path)[0]["epochs_done"] == 2
@@ -400,7 +405,7 @@ def test_divergence_names_the_last_checkpoint_only_when_it_exists(digits, tmp_pa
 def test_ctrl_c_and_sigterm_stop_cleanly_with_the_checkpoint_intact(tmp_path, sig, code, what):
     out = tmp_path / "sig"
     cmd = [sys.executable, str(ROOT / "scripts" / "reproduce.py"), *DIGITS, "--stages", "student",
-           "--epochs", "500", "--out", str(out)]
+           "--epochs", "500", "--checkpoint-every", "1", "--out", str(out)]
     # SIGINT is ignored in background jobs; the child gets the default a terminal gives
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, MPLBACKEND="Agg"),
