@@ -22,7 +22,8 @@ BAD = {
         ("--lr-decay", "-1"), ("--lr-decay", "0"), ("--lr-decay", "1.5"), ("--lr-decay", "nan"),
         ("--lr-warmup", "-5"), ("--lr-warmup", "1.5"),
         ("--max-norm", "0"), ("--max-norm", "-1"), ("--max-norm", "nan"),
-        ("--checkpoint-every", "0"), ("--eval-every", "0"), ("--eval-every", "-2"), *BAD_BOUNDS,
+        ("--checkpoint-every", "0"), ("--eval-every", "0"), ("--eval-every", "-2"), ("--teacher-seeds", "0"),
+        ("--teacher-seeds", "-1"), ("--teacher-seeds", "1.5"), *BAD_BOUNDS,
     ],
     "bench": [("--seed", "-1"), ("--train-size", "0"), ("--reps", "0"), ("--warmup", "-1"),
               ("--settle", "-1"), ("--settle", "nan")],
@@ -176,3 +177,25 @@ def test_number_helper_states_the_range():
     assert common.bound_or_none("2") == 2.0 and common.bound_or_none("NONE") == "none"
     with pytest.raises(argparse.ArgumentTypeError, match=r"must be a finite number > 0, or none"):
         common.bound_or_none("0")
+
+
+def test_backend_auto_says_what_it_chose_and_why(capsys):
+    """--backend auto (the default) prints one line naming the library it chose and why; an
+    explicit --backend numpy prints nothing."""
+    import numpy as np
+    xp = common.pick_backend_or_exit("auto")
+    chosen = [line for line in capsys.readouterr().err.splitlines() if line.startswith("--backend auto:")]
+    name = "NumPy" if xp is np else "CuPy"
+    assert len(chosen) == 1 and chosen[0].startswith(f"--backend auto: using {name}: ") and \
+        len(chosen[0]) > len(f"--backend auto: using {name}: ") + 10, chosen
+    assert common.pick_backend_or_exit("numpy") is np and capsys.readouterr().err == ""
+
+
+def test_backend_auto_on_cupy_says_where_that_path_has_run(cp, capsys):
+    """Choosing CuPy (here the CPU stand-in), auto says so, and, until docs/gpu.md records a run on a
+    device, that the CuPy path has run only on the stand-in."""
+    from minikd.engine import backend
+    assert common.pick_backend_or_exit("auto") is cp
+    err = capsys.readouterr().err
+    assert err.startswith("--backend auto: using CuPy: ")
+    assert ("only on a CPU stand-in" in err) == (not backend.CUPY_RUN_ON_A_DEVICE), err

@@ -363,6 +363,26 @@ def test_results_name_their_teacher_and_threads_and_refuse_to_mix_teachers(tmp_p
     assert res3["models"]["teacher"] == res2["models"]["teacher"] and "dropped" not in proc.stderr
 
 
+def test_a_teacher_trained_over_teacher_npz_replaces_the_earlier_teachers_runs(tmp_path):
+    """One --out, one teacher at a time: a teacher of another --seed written over teacher.npz leaves
+    no row of the teacher it replaced (whose checkpoint is gone) in results.json, and every teacher
+    row's hash is that of the logits of the checkpoint it names."""
+    import hashlib
+
+    import minikd
+    out = tmp_path / "r"
+    base = [*DIGITS, "--profile", "paper", "--epochs", "10", "--stages", "teacher", "--out", str(out)]
+    run_cli(*base)
+    run_cli(*base, "--seed", "1", "--overwrite")
+    res = json.loads((out / "results.json").read_text())
+    x = minikd.to_float(minikd.load_dataset("digits").x_train)
+    for r in res["runs"]:
+        logits = minikd.load(r["checkpoint"]).logits(x)
+        assert r["soft_targets_sha256"] == hashlib.sha256(logits.tobytes()).hexdigest(), (r["seed"], r["checkpoint"])
+    assert [(r["model"], r["seed"]) for r in res["runs"]] == [("teacher", 1)]
+    assert res["models"]["teacher"]["seed"] == 1 and res["summary"]["teacher"]["n"] == 1
+
+
 def test_published_columns_only_for_comparable_runs():
     from minikd.experiments.reproduce_table import comparable_with_paper
     full = {"teacher": {"train_size": 60000, "epochs": 150}, "student": {"train_size": 60000, "epochs": 70}}

@@ -189,7 +189,8 @@ def test_sweep_2x2_on_a_local_cluster_then_rerun_skips_finished_cells(tmp_path):
     from dask.distributed import Client, LocalCluster
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
                       dashboard_address=None) as cluster, Client(cluster):
-        more = run_script(*COMMON, "--epochs", "60", "--seeds", "2", "--scheduler", cluster.scheduler_address, "--out", str(out))
+        more = run_script(*COMMON, "--epochs", "60", "--seeds", "2", "--scheduler", cluster.scheduler_address,
+                          "--out", str(out))
     assert "4 already done" in more.stdout and "4 to run" in more.stdout
     assert f"running on {cluster.scheduler_address}" in more.stdout
     assert len(list((out / "cells").glob("*.json"))) == 8
@@ -199,3 +200,38 @@ def test_sweep_2x2_on_a_local_cluster_then_rerun_skips_finished_cells(tmp_path):
     bad = run_script(*COMMON, "--epochs", "61", "--seeds", "1", "--out", str(out), check=False)
     assert bad.returncode == 1 and "epochs=60" in bad.stderr and "epochs=61" in bad.stderr
     assert "another --out" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# --------------------------------------------------------------------------- the section-3 budget
+def test_the_section3_budget_is_counted_in_steps():
+    """24,000 steps of 100 rows: 40 epochs of MNIST's 60,000 images, 1,600 of the 1,437 digits (15
+    steps each), never fewer than 40 epochs."""
+    from minikd.experiments.section3 import SECTION3_STEPS, section3_epochs
+    assert SECTION3_STEPS == 24000
+    assert section3_epochs(60000) == 40 and section3_epochs(1437) == 1600
+    assert section3_epochs(10 ** 7) == 40
+    for n in (1437, 60000, 6000):
+        steps_per_epoch = -(-n // 100)
+        assert abs(section3_epochs(n) * steps_per_epoch - 24000) <= steps_per_epoch or section3_epochs(n) == 40
+
+
+@pytest.mark.parametrize("n_train, shape, epochs, warmup", [(60000, (28, 28), 40, 7), (1437, (8, 8), 1600, 280)])
+def test_the_section3_distilled_config_squeezes_schedule_and_warm_up_alike(n_train, shape, epochs, warmup):
+    """Under quick, the distilled student's schedules and its warm-up are laid over the budget in the
+    same proportion on any data: the warm-up is 7/40 of the run, eps falls by 0.998^3000 over it,
+    and the momentum ramp takes its first sixth."""
+    from types import SimpleNamespace
+
+    from minikd.experiments.section3 import section3_configs
+    d = shape[0] * shape[1]
+    dataset = SimpleNamespace(n_features=d, n_classes=10, image_shape=shape, y_train=np.zeros(n_train, np.int32))
+    _, distilled = section3_configs("quick", dataset)
+    assert (distilled.epochs, distilled.lr_warmup) == (epochs, warmup)
+    assert distilled.lr_warmup / distilled.epochs == pytest.approx(7 / 40, rel=0.01)
+    assert distilled.lr_decay ** distilled.epochs == pytest.approx(0.998 ** 3000)
+    assert distilled.momentum_ramp == pytest.approx(epochs / 6)
+    assert distilled.grad_bound == 1.0
+    _, given = section3_configs("quick", dataset, epochs=80)          # --epochs: the profile's warm-up
+    assert (given.epochs, given.lr_warmup) == (80, 7) and given.lr_decay ** 80 == pytest.approx(0.998 ** 3000)
+    _, paper = section3_configs("paper", dataset)
+    assert (paper.epochs, paper.lr_warmup, paper.lr_decay) == (3000, 7, 0.998)
