@@ -265,7 +265,7 @@ def test_mythical_digit_bias_shift_on_the_standin(cp, digits, tmp_path):
     teacher = Trainer(learning_configs(digits)["teacher"], cp, *(lambda a: (a["x_train"], a["y_train"],
                       a["x_test"], a["y_test"]))(prepare_arrays(digits, cp)), fast=True)
     teacher.fit()
-    checkpoints.save_checkpoint(tmp_path / "teacher.npz", teacher, {"dataset": "digits"})
+    checkpoints.save_checkpoint(tmp_path / "teacher.npz", teacher, {"dataset": "digits", "data": digits.fingerprint()})
     out = tmp_path / "myth"
     assert mythical_digit.main(["--dataset", "digits", "--backend", "cupy", "--teacher", str(tmp_path / "teacher.npz"),
                                 "--width", "32", "--epochs", "80", "--seeds", "1", "--experiments", "omit",
@@ -386,5 +386,5 @@ def test_a_cupy_that_cannot_compile_kernels_stops_cupy_and_turns_auto_to_numpy(t
     proc = run("--backend", "auto", "--out", str(tmp_path / "auto"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     why = [line for line in proc.stderr.splitlines() if line.startswith("--backend auto:")]
-    assert len(why) == 1 and "using NumPy, not CuPy" in why[0] and "cannot run a kernel" in why[0]
+    assert len(why) == 1 and "using NumPy: CuPy sees 1 CUDA device(s)" in why[0] and "cannot run a kernel" in why[0]
     assert json.loads((tmp_path / "auto" / "results.json").read_text())["environment"]["backend"] == "numpy"
