@@ -33,6 +33,10 @@ OUT_FILES = (
     "results.json",                                            # every command
     "teacher.npz", "student_seed*.npz", "distilled_seed*.npz",  # stage.checkpoint_path
     "teacher_seed*.npz",                                       # reproduce --teacher-seeds J > 1
+    "hard_seed*.npz", "soft_seed*.npz", "permuted_seed*.npz",  # dark_knowledge: one per variant and seed,
+    "confidence_seed*.npz", "smoothed_seed*.npz", "logit_matching_seed*.npz",
+    "smoothing*_seed*.npz",                                    # its smoothing grid,
+    "variant_errors.png", "hard_soft_curves.png",              # its figures
     "learning_curves.png",                                     # reproduce
     "mythical_digit.csv", "mythical_digit.png",                # mythical_digit, and per experiment:
     "omit*/distilled_seed*.npz", "only*/distilled_seed*.npz",
