@@ -19,5 +19,6 @@ def test_no_module_is_over_400_lines():
 def test_one_checkpoint_loader():
     """A checkpoint's parameters reach a network in checkpoints.py only (load_model, and load_into for a
     resumed trainer); every command and minikd.load go through it."""
-    readers = {name for name, text in sources().items() if re.search(r"\bcheckpoint_params\(|\bread_checkpoint\(", text)}
+    reads = re.compile(r"\bcheckpoint_params\(|\bread_checkpoint\(")
+    readers = {name for name, text in sources().items() if reads.search(text)}
     assert readers <= {"checkpoints.py", "experiments/stage.py"}, readers
