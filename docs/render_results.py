@@ -339,6 +339,11 @@ def render_dark_knowledge(files, root):
             for ref in ("hard", "soft"):
                 row.append(paired_cell(name, ref, errors, data, path, root, notes))
             rows.append(row)
+        ref_student = data.get("reference_student") or {}
+        if ref_student.get("runs"):
+            d = stats.describe([r["test_errors"] for r in ref_student["runs"]])
+            rows.append(["plain student (its own schedule; reference)", mean_sd(d), str(d["n"]),
+                         agreement(ref_student, path, root), "–", "–"])
         text = "\n".join(table(rows))
         teacher = data.get("teacher") or {}
         extra = []
@@ -349,12 +354,20 @@ def render_dark_knowledge(files, root):
         smoothing = data.get("smoothing") or {}
         if smoothing.get("chosen") is not None:
             grid = ", ".join(f"{e:g}" for e in smoothing.get("grid", []))
-            extra.append(f"`smoothed`: ε = {smoothing['chosen']:g}, chosen on the validation split"
+            extra.append(f"`smoothed`: smoothing {smoothing['chosen']:g}, chosen on the validation split"
                          + (f" from {grid}." if grid else "."))
         extra.append("Differences are this variant's test errors minus `hard`'s (or `soft`'s), seed by seed "
                      "(the same initial weights and batch order); a negative difference is fewer errors.")
+        early = data.get("early_stopping") or {}
+        for name in ("hard", "soft"):
+            e = early.get(name) or {}
+            if early.get("available") and e.get("early_stopped") and e.get("final"):
+                extra.append(f"`{name}` stopped early on the validation split: {mean_sd(e['early_stopped'])} test "
+                             f"errors, against {mean_sd(e['final'])} at its last epoch.")
         n = min(len(e) for e in errors.values())
-        if n < 10:
+        if n == 1:
+            extra.append("With one seed per variant no interval can be given.")
+        elif n < 10:
             extra.append(f"With {n} seeds a t-interval is wide; an interval that includes 0 shows no difference.")
         extra += notes
         blocks.append(text + "\n\n" + " ".join(extra) + "\n\n" + provenance([(path, data)], "dark-knowledge", root))

@@ -200,12 +200,41 @@ def test_dark_knowledge_table(tmp_path):
                         f"{cell(d_hard)} | {cell(d_soft)} |")
     assert lines[2].endswith("| – | " + cell(diff("hard", "soft")) + " |")
     assert "Teacher: 220 test errors." in text
-    assert "ε = 0.1, chosen on the validation split from 0.05, 0.1, 0.2" in text
+    assert "smoothing 0.1, chosen on the validation split from 0.05, 0.1, 0.2" in text
     assert "With 3 seeds a t-interval is wide" in text
     data["paired"]["soft"]["vs_hard"]["mean"] = 12.0          # a file that contradicts its runs
     path.write_text(json.dumps(data))
     with pytest.raises(R.RenderError, match="contradicts itself"):
         render("dark-knowledge-table", path, root=tmp_path)
+
+
+def test_dark_knowledge_reference_row_and_early_stopping(tmp_path):
+    variants = {n: {"runs": [{"seed": 0, "test_errors": 500 + i, "agreement": 0.9}]} for i, n in
+                enumerate(("hard", "soft"))}
+    early = {"available": True, "hard": {"early_stopped": {"mean": 990.0, "sd": None, "n": 1},
+                                         "final": {"mean": 987.0, "sd": None, "n": 1}}}
+    data = {"variants": variants, "reference_student": {"runs": [{"seed": 0, "test_errors": 913, "agreement": 0.912}]},
+            "early_stopping": early, "environment": ENV}
+    path = tmp_path / "dk.json"
+    path.write_text(json.dumps(data))
+    text = render("dark-knowledge-table", path, root=tmp_path)
+    assert "| plain student (its own schedule; reference) | 913 | 1 | 91.2% | – | – |" in text
+    assert "`hard` stopped early on the validation split: 990 test errors, against 987 at its last epoch." in text
+    assert "With one seed per variant no interval can be given." in text
+
+
+def test_run_times_name_each_command_with_its_wall_time_machine_and_code(tmp_path):
+    a = reproduce_file(tmp_path / "a.json", {0: (80, [(0, 140, 100, 10, 50)])})
+    env = dict(ENV, command="python scripts/reproduce.py --dataset digits", started="2026-12-07T10:00:00+00:00",
+               finished="2026-12-07T10:00:45+00:00", git_dirty=True)
+    b = reproduce_file(tmp_path / "b.json", {0: (30, [(0, 29, 27, 3, 5)])}, env=env, dataset="digits")
+    lines = render("run-times", a, b, root=tmp_path).split("\n")
+    machine = "Test CPU 9000 (2 cores); openblas 0.3.31 SkylakeX, 1 thread"
+    assert lines[0] == "| command | wall time | machine | code |"
+    assert lines[2] == (f"| `python scripts/reproduce.py --teacher-seeds 2` | 41.5 min | {machine} | "
+                        f"minikd 0.2.0, commit 0123456789ab |")
+    assert lines[3] == (f"| `python scripts/reproduce.py --dataset digits` | 45 s | {machine} | "
+                        f"minikd 0.2.0, commit 0123456789ab with uncommitted changes |")
 
 
 # --------------------------------------------------------------------------- section 3
