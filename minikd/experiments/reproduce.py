@@ -42,9 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--profile", choices=PROFILES, default="quick",
                    help="quick: the recipe with fewer epochs, for a CPU (default); paper: its 3,000 epochs; "
                         "demo: the quick profile's first epochs, students on 2,000 images (minutes)")
-    p.add_argument("--stages", default="teacher,student,distilled",
-                   help="a subset of teacher,student,distilled (default: all); without teacher, the teacher "
-                        "comes from --teacher or from --out")
+    p.add_argument("--stages", default=None,
+                   help="a subset of teacher,student,distilled (default: all, or student,distilled with "
+                        "--teacher); without teacher, the teacher comes from --teacher or from --out")
     p.add_argument("--teacher", default=None, metavar="CKPT",
                    help="distil from this trained teacher checkpoint instead of training one")
     p.add_argument("--teacher-seeds", type=positive_int, default=1, metavar="J",
@@ -68,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
                    help="test errors every N epochs (default: 10 for paper, 1 for the others)")
     args = p.parse_args(argv)
+    if args.stages is None:
+        args.stages = "student,distilled" if args.teacher is not None else ",".join(STAGES)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
@@ -201,6 +203,8 @@ def _run(args, argv, xp, dataset):
 
     def record(model, teacher_seed, entry):
         entry = {"model": model, "teacher_seed": teacher_seed, **entry}
+        for key in [k for k, r in runs.items() if r.get("checkpoint") == entry.get("checkpoint")]:
+            del runs[key]   # an earlier run whose checkpoint this one has just replaced
         runs[(model, teacher_seed, entry["seed"])] = entry
         return entry
 
@@ -260,12 +264,13 @@ def _run(args, argv, xp, dataset):
 
 def drop_runs_of_another_teacher(runs, results_path):
     """A table must not mix a distilled student with a teacher that did not teach it: a distilled
-    run whose teacher hash differs from its teacher seed's teacher run is dropped (it came from an
-    earlier run into the same --out), with one line on stderr. Returns the runs kept."""
+    run whose teacher hash differs from its teacher seed's teacher run, or whose teacher seed has no
+    teacher run left, is dropped (it came from an earlier run into the same --out), with one line on
+    stderr. Returns the runs kept."""
     teachers = {tseed: r.get("soft_targets_sha256") for (model, tseed, _), r in runs.items() if model == "teacher"}
     for key in [k for k, r in runs.items() if k[0] == "distilled"]:
         wanted = teachers.get(key[1])
-        if wanted is not None and runs[key].get("teacher_soft_targets_sha256") != wanted:
+        if runs[key].get("teacher_soft_targets_sha256") != wanted:   # another teacher, or none left
             del runs[key]
             print(f"{results_path}: the distilled student of seed {key[2]} from an earlier run learned from another "
                   f"teacher than teacher seed {key[1]}'s, so it is dropped; train it again (--stages distilled)",

@@ -406,17 +406,17 @@ def test_paper_profile_runs_on_cpu(tmp_path):
     assert res["config"]["stages"]["teacher"]["lr_decay"] == 0.998
 
 
-def test_readme_lists_every_profiles_departures():
-    """README shows the departures as a block that docs/render_results.py renders from
-    deviations_markdown(), unchanged: a profile that changes a setting without README saying so
+def test_reproducing_md_lists_every_profiles_departures():
+    """docs/reproducing.md shows the departures as a block that docs/render_results.py renders from
+    deviations_markdown(), unchanged: a profile that changes a setting without the page saying so
     fails here (and `python docs/render_results.py --check`)."""
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "reproducing.md").read_text()
     start, end = "<!-- render: deviations-table -->\n", "\n<!-- render: end -->"
-    assert start in readme, "README has no <!-- render: deviations-table --> block"
-    block = readme[readme.index(start) + len(start):]
+    assert start in page, "docs/reproducing.md has no <!-- render: deviations-table --> block"
+    block = page[page.index(start) + len(start):]
     table = block[:block.index(end)]
     assert table == profiles.deviations_markdown(), (
-        "README's table of departures is stale: run python docs/render_results.py")
+        "docs/reproducing.md's table of departures is stale: run python docs/render_results.py")
 
 
 def test_a_shortened_demo_shows_distillation_working(tmp_path, mnist_dir):

@@ -87,7 +87,6 @@ def test_the_recorded_hash_is_the_teachers_logits_on_the_transfer_set(run_a, dig
 
 @pytest.mark.parametrize("flags, words", [
     (["--stages", "teacher,distilled"], "leave teacher out of --stages"),
-    ([], "leave teacher out of --stages"),                          # the default --stages has the teacher
     (["--stages", "distilled", "--teacher-seeds", "2"], "cannot be combined with --teacher-seeds 2"),
 ])
 def test_teacher_refuses_a_teacher_stage_or_several_teachers(tmp_path, capsys, flags, words):
@@ -95,6 +94,13 @@ def test_teacher_refuses_a_teacher_stage_or_several_teachers(tmp_path, capsys, f
     code, _, err = run([*DIGITS, "--teacher", str(ckpt), *flags, "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and words in err and str(ckpt) in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_teacher_without_stages_trains_the_two_students():
+    """--teacher alone means: distil from it (the default --stages leaves the teacher out)."""
+    from minikd.experiments.reproduce import parse_args
+    assert parse_args(["--teacher", "t.npz"]).stages == ["student", "distilled"]
+    assert parse_args([]).stages == ["teacher", "student", "distilled"]
 
 
 def saved(path, name, sizes, meta):
