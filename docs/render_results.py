@@ -13,6 +13,7 @@ the line's first character (a marker inside a fenced code block is an example an
 
 Renderers (``RENDERERS``):
 
+    reproduce-summary FILE...    reproduce-table for a front page: no per-pair tests, one short sentence
     reproduce-table FILE...      reproduce's runs of one profile and dataset, merged: each model's
                                  mean ± s.d., n, min-max; the published columns where the runs are
                                  on the paper's footing; the paired gain with its t-interval
@@ -240,7 +241,13 @@ def merge_reproduce(files, root):
     return runs, first[1], counts
 
 
-def render_reproduce_table(files, root):
+def render_reproduce_summary(files, root):
+    """reproduce-table for a front page: the table, one sentence on the runs and the published
+    columns' sources, the paired gain without the per-pair tests, and the provenance line."""
+    return render_reproduce_table(files, root, compact=True)
+
+
+def render_reproduce_table(files, root, compact=False):
     runs, config, counts = merge_reproduce(files, root)
     dataset, profile, eval_name = config.get("dataset"), config.get("profile"), config.get("evaluated_on", "test")
     n_eval = config.get("n_eval") or next((r.get("n_eval") for r in runs if r.get("n_eval")), None)
@@ -268,8 +275,12 @@ def render_reproduce_table(files, root):
             f"{', '.join(map(str, teacher_seeds))}), {summary.get('student', {}).get('n', 0)} plain and "
             f"{summary.get('distilled', {}).get('n', 0)} distilled student(s); every run is its own draw of initial "
             f"weights, dropout masks and batch order.")
+    if compact:
+        what = (f"{len(teacher_seeds)} teacher(s), {summary.get('student', {}).get('n', 0)} pair(s) of students.")
     if published:
         what += f" Published columns: {PAPER_CITATION}; the seed reproduction, {SEED_REPRO_CITATION}."
+    elif compact:
+        what += " The paper's numbers are not shown: these runs are not on its footing."
     else:
         what += (" The paper's numbers count errors on MNIST's 10,000 test images after training on all 60,000 "
                  "for the profile's own epochs; these runs are not on that footing, so they are not shown.")
@@ -285,13 +296,15 @@ def render_reproduce_table(files, root):
         except ValueError as exc:
             raise RenderError(f"{', '.join(rel(p, root) for p, _ in files)}: {exc}") from exc
         parts.append(gain_sentence(gain, "plain − distilled test errors", "a pair is the plain and the distilled "
-                                   "student of one teacher and one seed: the same initial weights and batch order"))
+                                   "student of one teacher and one seed: the same initial weights and batch order",
+                                   mcnemar=not compact))
     parts.append(provenance(files, "reproduce", root))
     return "\n\n".join(parts)
 
 
-def gain_sentence(g, what, pair_is):
-    """The paired gain's mean, n and t-interval, and what the interval says."""
+def gain_sentence(g, what, pair_is, mcnemar=True):
+    """The paired gain's mean, n and t-interval, and what the interval says (and, with mcnemar, each
+    pair's McNemar test)."""
     n = g["n"]
     s = f"Paired gain ({what}; {pair_is}): mean {signed(g['mean'])}, n = {n}"
     if g["ci95"] is None:
@@ -306,7 +319,7 @@ def gain_sentence(g, what, pair_is):
         s += (f" With {n} pairs the t-interval is wide (t = {stats.t_quantile(0.95, n - 1):.2f} "
               f"standard errors each side).")
     ps = [p.get("mcnemar_p") for p in g.get("pairs", [])]
-    if ps and all(p is not None for p in ps):
+    if mcnemar and ps and all(p is not None for p in ps):
         s += (" McNemar's exact test on the test images only one of the two gets right, per pair: p = "
               + ", ".join(f"{p:.2g}" for p in ps) + ".")
     return s
@@ -547,6 +560,7 @@ def render_deviations(files, root):
 # name -> (function, how many files: "0", "1" or "1+")
 RENDERERS = {
     "reproduce-table": (render_reproduce_table, "1+"),
+    "reproduce-summary": (render_reproduce_summary, "1+"),
     "dark-knowledge-table": (render_dark_knowledge, "1+"),
     "bound-activity": (render_bound_activity, "1"),
     "section3-mythical": (render_mythical, "1"),

@@ -223,6 +223,16 @@ def test_dark_knowledge_reference_row_and_early_stopping(tmp_path):
     assert "With one seed per variant no interval can be given." in text
 
 
+def test_the_front_page_summary_is_the_table_without_the_per_pair_tests(tmp_path):
+    path = reproduce_file(tmp_path / "q.json", {0: (80, [(0, 140, 100, 10, 50)]), 1: (90, [(1, 150, 110, 5, 45)])})
+    full, short = render("reproduce-table", path, root=tmp_path), render("reproduce-summary", path, root=tmp_path)
+    table = [line for line in full.split("\n") if line.startswith("|")]
+    assert [line for line in short.split("\n") if line.startswith("|")] == table
+    assert "McNemar" in full and "McNemar" not in short
+    assert "2 teacher(s), 2 pair(s) of students." in short and "seed reproduction" in short
+    assert short.split("\n")[-1] == full.split("\n")[-1]   # the same provenance line
+
+
 def test_run_times_name_each_command_with_its_wall_time_machine_and_code(tmp_path):
     a = reproduce_file(tmp_path / "a.json", {0: (80, [(0, 140, 100, 10, 50)])})
     env = dict(ENV, command="python scripts/reproduce.py --dataset digits", started="2026-12-07T10:00:00+00:00",
