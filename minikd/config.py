@@ -17,7 +17,7 @@ SOFT_LOSSES = ("kl", "logit_matching")
 @dataclass
 class StageConfig:
     """Everything that defines one training stage (saved with its checkpoint)."""
-    name: str                     # "teacher", "student" or "distilled"
+    name: str                     # "teacher", "student" or "distilled" (or a dark-knowledge variant's name)
     sizes: tuple                  # (n_in, hidden..., n_classes)
     epochs: int
     batch_size: int = 100
@@ -40,7 +40,7 @@ class StageConfig:
     grad_bound: float | None = None  # bound on each row's ||dL/dlogits|| (x N); None = off
     soft_loss: str = "kl"              # distilling: "kl", the paper's soft cross-entropy at T times T^2, or
     #                                    "logit_matching", squared error of centred logits (its high-T limit)
-    label_smoothing: float = 0.0       # the label rows: (1 - eps) onehot + eps / C instead of onehot
+    label_smoothing: float = 0.0       # the label rows: (1 - smoothing) onehot + smoothing / C, not onehot
     seed: int = 0
     extra: dict = field(default_factory=dict)
 

@@ -7,7 +7,7 @@ distilled student): architecture, regularisation, schedule and loss. The loop
 
 * moves the data to the backend once, before the first epoch;
 * gives every epoch its own random generator, seeded by (seed, epoch), for the
-  shuffle, the jitter and the dropout masks -- so a run resumed at epoch k
+  shuffle, the jitter and the dropout masks -- so a run resumed at epoch t
   draws exactly what an uninterrupted run would;
 * reads numbers back to the host once per epoch (loss, test errors), never per
   step, so a GPU never waits on Python;
@@ -103,7 +103,8 @@ def teacher_logits(teacher: Sequential, x_transfer: Array, batch_size: int = 200
 
 
 def count_test_errors(model: Sequential, x: Array, y: Array, batch_size: int = 2000) -> Array:
-    """Misclassified rows of (x, y), as a 0-d device array (no host read)."""
+    """Misclassified rows of x against their labels y (the labels ell of docs/notation.md), as a 0-d
+    device array (no host read)."""
     total = 0
     for i in range(0, x.shape[0], batch_size):
         total = total + count_errors(model.forward(x[i:i + batch_size], train=False), y[i:i + batch_size])
@@ -203,7 +204,7 @@ class Trainer:
         self.start_epoch = 0
         self.history: list[EpochLog] = []
         # Per-row targets, computed once (they do not change): the labels as one-hot rows (smoothed:
-        # (1 - eps) onehot + eps / C), and, distilling, the teacher's q = softmax(v / T) and log q
+        # (1 - smoothing) onehot + smoothing / C), and, distilling, the teacher's q = softmax(v / T) and log q
         # (the log's KL part needs it), or with logit matching the teacher's logits v themselves.
         self._targets = one_hot(y_train, n_classes, dtype)
         if cfg.label_smoothing:
@@ -316,7 +317,7 @@ class Trainer:
         table = xp.empty((len(starts), self._loss_columns), dtype=rows["x"].dtype)
         try:
             for b, start in enumerate(starts):
-                batch = {key: v[start:start + cfg.batch_size] for key, v in rows.items()}
+                batch = {key: rows_of[start:start + cfg.batch_size] for key, rows_of in rows.items()}
                 xb = self.batch_inputs(batch["x"], rng)
                 # the step calls loss_fn once, now: the defaults bind this batch's rows and table row
                 self.step(xb, rng, lambda logits, batch=batch, row=table[b]: self.loss_and_grad(logits, batch, row))
@@ -340,7 +341,7 @@ class Trainer:
         for epoch in range(self.start_epoch, self.cfg.epochs):
             _, sec = self.train_epoch(epoch)
             last = epoch == self.cfg.epochs - 1
-            read = [float(v) for v in to_host(self.xp.concatenate([self.epoch_means, self.epoch_bound]))]  # one read
+            read = [float(x) for x in to_host(self.xp.concatenate([self.epoch_means, self.epoch_bound]))]  # one read
             means, bound = read[:self._loss_columns], read[self._loss_columns:]
             loss_host = means[0]
             if self.health is not None:   # None: no checks (tests of arithmetic on runs too short to learn)
