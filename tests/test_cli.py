@@ -74,23 +74,24 @@ def test_ci_compiles_then_runs_the_readme_test_command_then_the_linter_then_the_
     assert any(s.startswith("SUPPORTED=(3.10 3.13)") for s in steps), "the oldest and the newest supported Python"
 
 
+def _interpreter_at(root, version, script):
+    """An executable shell ``script`` at pyenv's place for ``version``; its path."""
+    exe = root / "versions" / version / "bin" / "python3"
+    exe.parent.mkdir(parents=True)
+    exe.write_text(f"#!/bin/sh\n{script}\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
 def _fake_python(root, version, probe_status):
     """A stand-in interpreter at pyenv's place for ``version``: it answers .ci/run's probe "are you
     Python X.Y?" with ``probe_status`` (0: yes) without running anything."""
-    exe = root / "versions" / version / "bin" / "python3"
-    exe.parent.mkdir(parents=True)
-    exe.write_text(f"#!/bin/sh\nexit {probe_status}\n")
-    exe.chmod(0o755)
-    return str(exe)
+    return _interpreter_at(root, version, f"exit {probe_status}")
 
 
 def _impostor(root, version):
     """This interpreter filed at pyenv's place for another ``version``: the probe must see through it."""
-    exe = root / "versions" / version / "bin" / "python3"
-    exe.parent.mkdir(parents=True)
-    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    exe.chmod(0o755)
-    return str(exe)
+    return _interpreter_at(root, version, f'exec "{sys.executable}" "$@"')
 
 
 def _ci_pythons(tmp_path, root):
