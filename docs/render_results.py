@@ -539,12 +539,16 @@ def render_sweep(files, root):
 # --------------------------------------------------------------------------- run-times
 def render_run_times(files, root):
     """One row per registered run: its command, its wall time, and the machine and code it ran on."""
-    rows = [("command", "wall time", "machine", "code")]
+    rows = [("command", "wall time", "machine", "minikd")]
     for _, data in files:
         env = data.get("environment") or {}
         kind = data.get("command") or "reproduce"
-        rows.append((f"`{run_command_line(env, data, kind)}`", wall_time(env, data), machine_line(env),
-                     code_version(env)))
+        threads = env.get("blas_threads")
+        machine = (env.get("gpu") or env.get("cpu") or "CPU not recorded") + (
+            f", {env['cpu_count']} cores" if env.get("cpu_count") else "") + (
+            f", {threads} BLAS thread{'s' if threads != 1 else ''}" if threads is not None else "")
+        code = code_version(env).removeprefix("minikd ").replace(", commit ", " @ ")
+        rows.append((f"`{run_command_line(env, data, kind)}`", wall_time(env, data), machine, code))
     return "\n".join(table(rows))
 
 

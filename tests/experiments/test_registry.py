@@ -239,12 +239,11 @@ def test_run_times_name_each_command_with_its_wall_time_machine_and_code(tmp_pat
                finished="2026-12-07T10:00:45+00:00", git_dirty=True)
     b = reproduce_file(tmp_path / "b.json", {0: (30, [(0, 29, 27, 3, 5)])}, env=env, dataset="digits")
     lines = render("run-times", a, b, root=tmp_path).split("\n")
-    machine = "Test CPU 9000 (2 cores); openblas 0.3.31 SkylakeX, 1 thread"
-    assert lines[0] == "| command | wall time | machine | code |"
-    assert lines[2] == (f"| `python scripts/reproduce.py --teacher-seeds 2` | 41.5 min | {machine} | "
-                        f"minikd 0.2.0, commit 0123456789ab |")
+    machine = "Test CPU 9000, 2 cores, 1 BLAS thread"
+    assert lines[0] == "| command | wall time | machine | minikd |"
+    assert lines[2] == f"| `python scripts/reproduce.py --teacher-seeds 2` | 41.5 min | {machine} | 0.2.0 @ 0123456789ab |"
     assert lines[3] == (f"| `python scripts/reproduce.py --dataset digits` | 45 s | {machine} | "
-                        f"minikd 0.2.0, commit 0123456789ab with uncommitted changes |")
+                        f"0.2.0 @ 0123456789ab with uncommitted changes |")
 
 
 # --------------------------------------------------------------------------- section 3
