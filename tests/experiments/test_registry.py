@@ -241,7 +241,8 @@ def test_run_times_name_each_command_with_its_wall_time_machine_and_code(tmp_pat
     lines = render("run-times", a, b, root=tmp_path).split("\n")
     machine = "Test CPU 9000, 2 cores, 1 BLAS thread"
     assert lines[0] == "| command | wall time | machine | minikd |"
-    assert lines[2] == f"| `python scripts/reproduce.py --teacher-seeds 2` | 41.5 min | {machine} | 0.2.0 @ 0123456789ab |"
+    assert lines[2] == (f"| `python scripts/reproduce.py --teacher-seeds 2` | 41.5 min | {machine} | "
+                        f"0.2.0 @ 0123456789ab |")
     assert lines[3] == (f"| `python scripts/reproduce.py --dataset digits` | 45 s | {machine} | "
                         f"0.2.0 @ 0123456789ab with uncommitted changes |")
 
