@@ -12,7 +12,7 @@ import pytest
 
 from minikd import train
 from minikd.checkpoints import load_model
-from minikd.data import load_dataset, to_float
+from minikd.data import to_float
 from minikd.engine.backend import make_rng
 from minikd.experiments import dark_knowledge, stage
 from minikd.experiments.results import soft_targets_sha256
@@ -25,11 +25,6 @@ FLAGS = ["--backend", "numpy", "--dataset", "digits", "--epochs", "3", "--smooth
 
 def no_check(self, *args, **kwargs):
     return None
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

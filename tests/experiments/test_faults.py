@@ -42,11 +42,6 @@ def write_idx(folder, x_train, y_train, x_test, y_test):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
 def good_checkpoint(tmp_path_factory):
     """A real one-epoch student checkpoint of the digits."""
     out = tmp_path_factory.mktemp("good")
