@@ -295,9 +295,9 @@ def render_reproduce_table(files, root, compact=False):
             gain = stats.paired_gain(pairs)
         except ValueError as exc:
             raise RenderError(f"{', '.join(rel(p, root) for p, _ in files)}: {exc}") from exc
-        parts.append(gain_sentence(gain, "plain − distilled test errors", "a pair is the plain and the distilled "
-                                   "student of one teacher and one seed: the same initial weights and batch order",
-                                   mcnemar=not compact))
+        pair_is = ("one teacher and seed" if compact else "a pair is the plain and the distilled student of one "
+                   "teacher and one seed: the same initial weights and batch order")
+        parts.append(gain_sentence(gain, "plain − distilled test errors", pair_is, mcnemar=not compact))
     parts.append(provenance(files, "reproduce", root))
     return "\n\n".join(parts)
 
