@@ -32,7 +32,7 @@ from .engine.layers import Sequential, mlp
 from .engine.losses import (check_labels, count_errors, cross_entropy, distillation_parts, kl_rows, log_softmax,
                             logit_matching, one_hot, softmax)
 from .engine.optim import ExponentialDecay, LinearRamp, MomentumSGD
-from .config import SOFT_LOSSES, StageConfig, warn_if_unguarded  # noqa: F401 (re-exported: minikd.train.StageConfig)
+from .config import StageConfig, warn_if_unguarded  # StageConfig: also minikd.train.StageConfig, as callers import it
 from .health import DivergenceError, HealthCheck  # noqa: F401 (DivergenceError: re-exported for callers)
 
 

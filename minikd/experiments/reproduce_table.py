@@ -13,7 +13,7 @@ from ..train import predict_logits
 from .report import finish_axes, print_table, pyplot, save_figure
 from .results import PAPER_TABLE
 from .stage import STAGES
-from .stats import model_summary, paired_gain
+from .stats import model_summary, paired_gain, pairs_from_runs
 
 LABELS = {"teacher": "teacher", "student": "student", "distilled": "distilled student"}
 
@@ -118,9 +118,9 @@ def plot_curves(runs, path, eval_name, dataset="mnist", profile="quick"):
 
 
 def paired_runs(runs, arrays, xp, cache):
-    """The pairs of a plain and a distilled student of one teacher and seed: their test errors and,
-    from their checkpoints, the images only one of the two gets right (for McNemar's exact test).
-    cache: {(checkpoint, test_errors): which test images it gets right}, kept between calls."""
+    """The pairs of a plain and a distilled student of one teacher and seed (``stats.pairs_from_runs``),
+    each with, from the two checkpoints, the test images only one of the two gets right (for McNemar's
+    exact test). cache: {(checkpoint, test_errors): which test images it gets right}, kept between calls."""
     found = {(r["model"], r["teacher_seed"], r["seed"]): r for r in runs}
     y = to_host(arrays["y_test"])
 
@@ -131,16 +131,12 @@ def paired_runs(runs, arrays, xp, cache):
             cache[key] = to_host(predict_logits(network, arrays["x_test"])).argmax(axis=1) == y
         return cache[key]
 
-    pairs = []
-    for (model, tseed, seed), student in found.items():
-        distilled = found.get(("distilled", tseed, seed))
-        if model != "student" or distilled is None:
-            continue
-        plain, dist = right(student), right(distilled)
-        b, c = int((plain & ~dist).sum()), int((dist & ~plain).sum())
-        pairs.append({"teacher_seed": tseed, "seed": seed, "student_errors": student["test_errors"],
-                      "distilled_errors": distilled["test_errors"], "only_student_right": b,
-                      "only_distilled_right": c})
+    pairs = pairs_from_runs(runs)
+    for pair in pairs:
+        plain = right(found[("student", pair["teacher_seed"], pair["seed"])])
+        dist = right(found[("distilled", pair["teacher_seed"], pair["seed"])])
+        pair["only_student_right"] = int((plain & ~dist).sum())
+        pair["only_distilled_right"] = int((dist & ~plain).sum())
     return pairs
 
 
