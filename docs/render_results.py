@@ -463,18 +463,26 @@ def render_mythical(files, root):
                      f"{focus} wrong: {count(focus_b['mean'])} → {count(focus_a['mean'])} of {n_focus:,}", pcol])
         for v in exp.get("verdicts", []):
             verdicts.append(f"- *{v['claim']}*: **{v['verdict']}** ({v['detail']}).")
+        parts = []
         opt = [r["test"].get("test_optimal") for r in runs]
         if all(opt):
-            info.append(f"{exp['spec']['title']}: the shift best on the test set would have been "
-                        f"{sum(o['shift'] for o in opt) / len(opt):+.2f}")
+            best = stats.describe([o["errors"] for o in opt])
+            parts.append(f"the shift best on the test set would have been "
+                         f"{sum(o['shift'] for o in opt) / len(opt):+.2f} ({count(best['mean'])} test errors)")
+        at_paper = [r["test"].get("paper_shift") for r in runs]
+        if all(at_paper):
+            errs = stats.describe([a["errors"] for a in at_paper])
+            parts.append(f"the paper's shift, {at_paper[0]['shift']:+g}, gives {count(errs['mean'])} test errors")
+        if parts:
+            info.append(f"{exp['spec']['title']}: " + "; ".join(parts))
     seeds = len(next(iter(exps.values()))["runs"])
     text = "\n".join(table(rows))
     text += (f"\n\nMeans over {seeds} seed(s), (min–max) where they differ. The shift is chosen on validation "
              f"images the students never see, then applied once to the test set.")
     if info:
-        text += " For information only: " + "; ".join(info) + "."
+        text += " For information only, means over the seeds:\n\n" + "\n".join(f"- {i}." for i in info)
     if verdicts:
-        text += "\n\n" + "\n".join(verdicts)
+        text += "\n\nThe command's verdicts on the paper's claims:\n\n" + "\n".join(verdicts)
     return text + "\n\n" + provenance(files, "mythical", root)
 
 
