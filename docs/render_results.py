@@ -24,6 +24,8 @@ Renderers (``RENDERERS``):
     section3-sweep FILE          temperature-sweep's grid of distilled errors, T by width
     deviations-table             every profile's departures from the paper (profiles.deviations_markdown)
     run-times FILE...            one row per run: its command, wall time, machine and code
+    bound-validation FILE...     pairs of reproduce --validation runs (the profile's, then --grad-bound
+                                 none from its teacher): each model per data set, paired differences
 
 Every block that reports runs ends with one provenance line: the command(s), minikd's version
 and commit, the CPU, the BLAS and its threads, and the wall time, all read from the files'
@@ -486,6 +488,72 @@ def render_mythical(files, root):
     return text + "\n\n" + provenance(files, "mythical", root)
 
 
+def dataset_label(config):
+    """A row's data: MNIST, scikit-learn's digits, or the folder name of an IDX data set (a variant)."""
+    dataset = config.get("dataset")
+    if dataset == "idx":
+        return f"MNIST-format `{Path(str(config.get('data_source'))).name}`"
+    return {"mnist": "MNIST", "digits": "scikit-learn digits"}.get(dataset, str(dataset))
+
+
+def errors_by_seed(runs, model):
+    return {r["seed"]: r["test_errors"] for r in runs if r.get("model") == model}
+
+
+def paired_cell_of(a, b, where):
+    """``mean [lo, hi]`` of a − b over the seeds both have."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise RenderError(f"{where}: no seed has both students")
+    d = stats.paired_interval([a[s] - b[s] for s in seeds])
+    return f"{signed(d['mean'])} {interval(d['ci95'])}"
+
+
+def render_bound_validation(files, root):
+    """Pairs of reproduce files, one pair per data set: the profile's run (teacher, student, bounded
+    distilled student) and the same command's distilled students with ``--grad-bound none`` from
+    that run's teacher. Each model's mean ± s.d. over seeds, and two paired differences."""
+    if len(files) % 2:
+        raise RenderError(f"takes pairs of files (the profile's run, then its `--grad-bound none` run), "
+                          f"got {len(files)}")
+    rows = [["data (held-out images)", "teacher", "student", "distilled, warm-up only (`--grad-bound none`)",
+             "distilled, warm-up and bounded rows (the profile)", "bounded − warm-up only, paired",
+             "bounded − student, paired"]]
+    seed_counts = set()
+    for (path, data), (npath, ndata) in zip(files[::2], files[1::2], strict=True):
+        runs, nruns = data.get("runs"), ndata.get("runs")
+        if not runs or not nruns:
+            raise RenderError(f"{rel(path, root)} and {rel(npath, root)} need `runs` lists (reproduce results.json)")
+        cfg, ncfg = data.get("config") or {}, ndata.get("config") or {}
+        bound = (cfg.get("stages") or {}).get("distilled", {}).get("grad_bound")
+        nbound = (ncfg.get("stages") or {}).get("distilled", {}).get("grad_bound", "absent")
+        if bound is None or nbound is not None:
+            raise RenderError(f"{rel(path, root)} must have the bounded distilled stage and {rel(npath, root)} "
+                              f"the unbounded one (grad_bound {bound!r} and {nbound!r})")
+        keys = ("dataset", "data_source", "evaluated_on", "n_eval")
+        if any(cfg.get(k) != ncfg.get(k) for k in keys):
+            raise RenderError(f"{rel(path, root)} and {rel(npath, root)} are not on the same data and split")
+        teacher = {r["soft_targets_sha256"] for r in runs if r.get("model") == "teacher"}
+        if {r.get("teacher_soft_targets_sha256") for r in nruns if r.get("model") == "distilled"} != teacher:
+            raise RenderError(f"{rel(npath, root)}'s distilled students did not learn from {rel(path, root)}'s teacher")
+        summary, nsummary = stats.model_summary(runs), stats.model_summary(nruns)
+
+        bounded, unbounded = errors_by_seed(runs, "distilled"), errors_by_seed(nruns, "distilled")
+        plain = errors_by_seed(runs, "student")
+        where = f"{rel(path, root)}, {rel(npath, root)}"
+        seed_counts |= {summary["student"]["n"], summary["distilled"]["n"], nsummary["distilled"]["n"]}
+        rows.append([f"{dataset_label(cfg)} ({cfg.get('n_eval'):,})", mean_sd(summary["teacher"]),
+                     mean_sd(summary["student"]), mean_sd(nsummary["distilled"]), mean_sd(summary["distilled"]),
+                     paired_cell_of(bounded, unbounded, where), paired_cell_of(bounded, plain, where)])
+    ns = sorted(seed_counts)
+    text = "\n".join(table(rows))
+    text += (f"\n\n{files[0][1]['config'].get('evaluated_on', 'validation').capitalize()} errors, mean ± s.d. over "
+             f"{', '.join(map(str, ns))} seed(s) of each student (one teacher per data set, shared by both distilled "
+             f"columns). A paired difference is per seed (the same initial weights and batch order), with its 95% "
+             f"t-interval; negative is fewer errors; an interval that includes 0 shows no difference.")
+    return text + "\n\n" + provenance(files, "reproduce", root)
+
+
 def with_rate(d, n):
     base = count(d["mean"]) if d["min"] == d["max"] else f"{count(d['mean'])} ({span(d)})"
     return f"{base}, {100 * d['mean'] / n:.1f}%"
@@ -565,6 +633,7 @@ RENDERERS = {
     "section3-sweep": (render_sweep, "1"),
     "deviations-table": (render_deviations, "0"),
     "run-times": (render_run_times, "1+"),
+    "bound-validation": (render_bound_validation, "1+"),
 }
 
 

@@ -247,6 +247,49 @@ def test_run_times_name_each_command_with_its_wall_time_machine_and_code(tmp_pat
                         f"0.2.0 @ 0123456789ab with uncommitted changes |")
 
 
+# --------------------------------------------------------------------------- bound-validation
+def validation_pair(tmp_path, name, teacher, students, bounded, unbounded, hash_b="aa", source="/d/inverted"):
+    """A --validation run (teacher, students, bounded distilled) and its --grad-bound none run."""
+    cfg = {"dataset": "idx", "data_source": source, "evaluated_on": "validation", "n_eval": 3333}
+
+    def stages(bound):
+        return {"distilled": {"grad_bound": bound}}
+    trow = dict(run("teacher", 0, 0, teacher), soft_targets_sha256="aa")
+    a = [trow] + [run("student", 0, s, e) for s, e in enumerate(students)]
+    a += [dict(run("distilled", 0, s, e), teacher_soft_targets_sha256="aa") for s, e in enumerate(bounded)]
+    b = [trow] + [dict(run("distilled", 0, s, e), teacher_soft_targets_sha256=hash_b) for s, e in enumerate(unbounded)]
+    paths = []
+    for suffix, runs, bound in (("", a, 1.0), ("_nobound", b, None)):
+        path = tmp_path / f"{name}{suffix}.json"
+        path.write_text(json.dumps({"config": dict(cfg, stages=stages(bound)), "environment": ENV, "runs": runs}))
+        paths.append(path)
+    return paths
+
+
+def test_bound_validation_rows_and_paired_differences(tmp_path):
+    paths = validation_pair(tmp_path, "inv", 500, [390, 400, 380], [270, 280, 275], [330, 340, 350])
+    text = render("bound-validation", *paths, root=tmp_path)
+    row = text.split("\n")[2]
+    ci = t975_df2() * statistics.stdev([-60, -60, -75]) / math.sqrt(3)
+    mean = statistics.mean([-60, -60, -75])
+    ci2 = t975_df2() * statistics.stdev([-120, -120, -105]) / math.sqrt(3)
+    assert row == (f"| MNIST-format `inverted` (3,333) | 500 | {fmt([390, 400, 380])} | {fmt([330, 340, 350])} | "
+                   f"{fmt([270, 280, 275])} | {mean:+.1f} [{mean - ci:.1f}, {mean + ci:.1f}] | "
+                   f"-115.0 [{-115 - ci2:.1f}, {-115 + ci2:.1f}] |")
+    assert "Validation errors, mean ± s.d. over 3 seed(s)" in text
+
+
+def test_bound_validation_refuses_a_pair_from_another_teacher_or_in_the_wrong_order(tmp_path):
+    a, b = validation_pair(tmp_path, "x", 500, [390, 400], [270, 280], [330, 340], hash_b="bb")
+    with pytest.raises(R.RenderError, match="did not learn from"):
+        R.render_block("bound-validation", [a.name, b.name], tmp_path, "page:1")
+    a, b = validation_pair(tmp_path, "y", 500, [390, 400], [270, 280], [330, 340])
+    with pytest.raises(R.RenderError, match="bounded distilled stage"):
+        R.render_block("bound-validation", [b.name, a.name], tmp_path, "page:1")
+    with pytest.raises(R.RenderError, match="pairs of files"):
+        R.render_block("bound-validation", [a.name], tmp_path, "page:1")
+
+
 # --------------------------------------------------------------------------- section 3
 def test_sweep_grid(tmp_path):
     cells = [{"temperature": t, "width": w, "seed": s, "test_errors": e, "n_test": 360}
