@@ -229,6 +229,18 @@ def merge_reproduce(files, root):
     return runs, first[1], counts
 
 
+def failures_lines(files, root, prefix=""):
+    """One line per student the health check stopped (results.json's ``failures``): never a row
+    of a table, always named with its message."""
+    lines = []
+    for path, data in files:
+        for f in data.get("failures") or []:
+            lines.append(f"- {prefix}{MODELS.get(f['model'], f['model'])} of teacher seed {f['teacher_seed']}, "
+                         f"seed {f['seed']} ({rel(path, root)}): stopped by the health check, so not in the "
+                         f"table: “{f['message']}”")
+    return lines
+
+
 def render_reproduce_summary(files, root):
     """reproduce-table for a front page: the table, one sentence on the runs and the published
     columns' sources, the paired gain without the per-pair tests, and the provenance line."""
@@ -286,6 +298,9 @@ def render_reproduce_table(files, root, compact=False):
         pair_is = ("one teacher and seed" if compact else "a pair is the plain and the distilled student of one "
                    "teacher and one seed: the same initial weights and batch order")
         parts.append(gain_sentence(gain, "plain − distilled test errors", pair_is, mcnemar=not compact))
+    stopped = failures_lines(files, root)
+    if stopped:
+        parts.append("\n".join(stopped))
     parts.append(provenance(files, "reproduce", root))
     return "\n\n".join(parts)
 
@@ -546,11 +561,18 @@ def render_bound_validation(files, root):
                      mean_sd(summary["student"]), mean_sd(nsummary["distilled"]), mean_sd(summary["distilled"]),
                      paired_cell_of(bounded, unbounded, where), paired_cell_of(bounded, plain, where)])
     ns = sorted(seed_counts)
+    stopped = []
+    for (path, data), (npath, ndata) in zip(files[::2], files[1::2], strict=True):
+        label = dataset_label(data.get("config") or {})
+        stopped += failures_lines([(path, data)], root, prefix=f"{label}, the profile: ")
+        stopped += failures_lines([(npath, ndata)], root, prefix=f"{label}, `--grad-bound none`: ")
     text = "\n".join(table(rows))
     text += (f"\n\n{files[0][1]['config'].get('evaluated_on', 'validation').capitalize()} errors, mean ± s.d. over "
              f"{', '.join(map(str, ns))} seed(s) of each student (one teacher per data set, shared by both distilled "
              f"columns). A paired difference is per seed (the same initial weights and batch order), with its 95% "
              f"t-interval; negative is fewer errors; an interval that includes 0 shows no difference.")
+    if stopped:
+        text += "\n\n" + "\n".join(stopped)
     return text + "\n\n" + provenance(files, "reproduce", root)
 
 

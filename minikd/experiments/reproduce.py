@@ -31,8 +31,8 @@ from .args import (check_loss_weights, data_flags, decay_factor, fail, grad_boun
                    positive_float, positive_int, shared_flags, with_grad_bound)
 from .report import write_json
 from .results import PAPER_TABLE, environment_info, finished_now, soft_targets_sha256
-from .stage import STAGES, StageRunError, prepare_arrays, refuse_overwrite, run_command, run_meta, run_stage, \
-    stage_configs
+from .stage import STAGES, StageDiverged, StageRunError, prepare_arrays, refuse_overwrite, run_command, run_meta, \
+    run_stage, stage_configs
 from .reproduce_table import legacy_models, paired_runs, plot_curves, print_results, summarize
 
 def parse_args(argv=None):
@@ -200,6 +200,9 @@ def _run(args, argv, xp, dataset):
         runs[(r["model"], r["teacher_seed"], r["seed"])] = r
     t_start = time.time()
     predictions = {}
+    # Students the health check stopped: each kept with its message, never as a row of the table.
+    # A resumed run tries them again, so the previous file's failures are not carried over.
+    failures = []
 
     def record(model, teacher_seed, entry):
         entry = {"model": model, "teacher_seed": teacher_seed, **entry}
@@ -215,7 +218,8 @@ def _run(args, argv, xp, dataset):
         env["finished"] = finished_now()
         results = {"command": "reproduce", "config": config, "environment": env,
                    "deviations_from_paper": deviations_from_paper(cfgs), "paper": PAPER_TABLE,
-                   "runs": ordered, "summary": summarize(ordered, pairs), "models": legacy_models(ordered),
+                   "runs": ordered, "failures": failures, "summary": summarize(ordered, pairs),
+                   "models": legacy_models(ordered),
                    "wall_seconds_this_run": time.time() - t_start}
         write_json(results_path, results)
         return results
@@ -245,20 +249,31 @@ def _run(args, argv, xp, dataset):
             results = save()
             for s in student_seeds(t, args.seeds):
                 for stage in students:
-                    _, entry = run_stage(replace(cfgs[stage], seed=s), arrays_of[stage], xp,
-                                         soft_logits=soft.logits if stage == "distilled" else None,
-                                         path=student_file(out, stage, s), **stage_kw(stage))
+                    try:
+                        _, entry = run_stage(replace(cfgs[stage], seed=s), arrays_of[stage], xp,
+                                             soft_logits=soft.logits if stage == "distilled" else None,
+                                             path=student_file(out, stage, s), **stage_kw(stage))
+                    except StageDiverged as exc:   # the other seeds still run; the command fails at the end
+                        print(f"error: {exc}", file=sys.stderr)
+                        failures.append({"model": stage, "teacher_seed": t, "seed": s, "message": str(exc)})
+                        results = save()
+                        continue
                     if stage == "distilled":
                         entry["teacher_soft_targets_sha256"] = soft.sha256
                     record(stage, t, entry)
                     results = save()
     except StageRunError as exc:
         fail(str(exc))
-    print_results(results["runs"], results["summary"], arrays["eval_name"], dataset=dataset.name,
-                  profile=args.profile)
-    plot_curves(results["runs"], out / "learning_curves.png", arrays["eval_name"], dataset=dataset.name,
-                profile=args.profile)
+    if results["runs"]:
+        print_results(results["runs"], results["summary"], arrays["eval_name"], dataset=dataset.name,
+                      profile=args.profile)
+        plot_curves(results["runs"], out / "learning_curves.png", arrays["eval_name"], dataset=dataset.name,
+                    profile=args.profile)
     print(f"wall time of this run {results['wall_seconds_this_run'] / 60:.1f} min; results in {results_path}")
+    if failures:
+        fail(f"{len(failures)} student(s) stopped by the health check and left out of the table above: "
+             + "; ".join(f"{f['model']} of teacher seed {f['teacher_seed']}, seed {f['seed']}" for f in failures)
+             + f" (each message above and under `failures` in {results_path})")
     return 0
 
 

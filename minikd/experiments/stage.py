@@ -33,6 +33,11 @@ class StageRunError(RuntimeError):
     """A stage cannot run or stopped (message is for the user)."""
 
 
+class StageDiverged(StageRunError):
+    """The health check stopped a stage: the network died, exploded or did not learn. The message
+    says what happened, what to try, and whether a checkpoint is left."""
+
+
 def run_command(args, body, *, how_to_continue, check=None):
     """What every training command does around its own work, ``body(xp, dataset)``.
 
@@ -301,7 +306,7 @@ def run_stage(cfg, arrays, xp, *, out, resume=False, meta=None, fast=True, check
             where = f"The last good checkpoint is {path} (epoch {saved['epochs']} of {cfg.epochs})."
         else:
             where = f"No checkpoint of this {cfg.name} was written before it stopped."
-        raise StageRunError(f"{str(exc).rstrip('.')}. {where}") from None
+        raise StageDiverged(f"{str(exc).rstrip('.')}. {where}") from None
     finally:
         if bar is not None:
             bar.close()

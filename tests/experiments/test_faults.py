@@ -419,3 +419,32 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_the_checkpoint_intact(tmp_path, si
     header, _ = checkpoints.read_checkpoint(ckpt)
     assert 1 <= header["epochs_done"] < 500
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_student_the_health_check_stops_is_a_failure_with_its_message_not_a_row(tmp_path, monkeypatch, capsys):
+    """reproduce goes on with the other seeds, keeps the stopped student out of `runs` and the
+    summary, records it under `failures` with its message, and exits 1 naming it."""
+    from minikd.experiments import reproduce
+    real = REAL_TRAIN_EPOCH
+
+    def train_epoch(self, epoch):
+        loss, sec = real(self, epoch)
+        if self.cfg.seed == 1 and epoch == 1:
+            loss = loss * np.float32("nan")
+            self.epoch_means = self.epoch_means * np.float32("nan")
+        return loss, sec
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+    out = tmp_path / "r"
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["--dataset", "digits", "--backend", "numpy", "--stages", "student", "--seeds", "3",
+                        "--epochs", "3", "--out", str(out)])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "student of teacher seed 0, seed 1" in err.splitlines()[-1] and "failures" in err.splitlines()[-1]
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["model"], r["seed"]) for r in results["runs"]] == [("student", 0), ("student", 2)]
+    assert results["summary"]["student"]["n"] == 2
+    (failure,) = results["failures"]
+    assert (failure["model"], failure["teacher_seed"], failure["seed"]) == ("student", 0, 1)
+    assert "NaN" in failure["message"] or "nan" in failure["message"].lower()
+    assert not (out / "student_seed1.npz").exists() and (out / "student_seed2.npz").exists()

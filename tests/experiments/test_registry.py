@@ -290,6 +290,23 @@ def test_bound_validation_refuses_a_pair_from_another_teacher_or_in_the_wrong_or
         R.render_block("bound-validation", [a.name], tmp_path, "page:1")
 
 
+def test_a_stopped_student_is_named_with_its_message_and_is_no_row(tmp_path):
+    a, b = validation_pair(tmp_path, "z", 500, [390, 400], [270], [330, 340])
+    data = json.loads(a.read_text())
+    data["failures"] = [{"model": "distilled", "teacher_seed": 0, "seed": 1, "message": "the network is dead"}]
+    a.write_text(json.dumps(data))
+    text = render("bound-validation", a, b, root=tmp_path)
+    assert text.split("\n")[2].split(" | ")[4] == "270"
+    assert ("- MNIST-format `inverted`, the profile: distilled student of teacher seed 0, seed 1 (z.json): stopped "
+            "by the health check, so not in the table: “the network is dead”") in text
+    path = reproduce_file(tmp_path / "r.json", {0: (80, [(0, 140, 90, 2, 52)])})
+    data = json.loads(path.read_text())
+    data["failures"] = [{"model": "student", "teacher_seed": 0, "seed": 1, "message": "it exploded"}]
+    path.write_text(json.dumps(data))
+    assert "student of teacher seed 0, seed 1 (r.json): stopped by the health check" in render(
+        "reproduce-table", path, root=tmp_path)
+
+
 # --------------------------------------------------------------------------- section 3
 def test_sweep_grid(tmp_path):
     cells = [{"temperature": t, "width": w, "seed": s, "test_errors": e, "n_test": 360}
