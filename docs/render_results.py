@@ -150,13 +150,28 @@ def machine_line(env):
     return "; ".join(parts)
 
 
+def training_seconds(data):
+    """The training passes of every model a file's command trained (``train_seconds_total``, which a
+    checkpoint carries across resumes); a loaded teacher is not counted."""
+    runs = list(data.get("runs") or []) if isinstance(data.get("runs"), list) else []
+    for group in [*(data.get("variants") or {}).values(), data.get("reference_student") or {}]:
+        runs += group.get("runs") or []
+    return sum(r.get("train_seconds_total") or 0.0 for r in runs if not r.get("loaded"))
+
+
 def wall_time(env, data):
-    """started -> finished, or the file's own wall-seconds field; "not recorded" otherwise."""
+    """started -> finished, or the file's own wall-seconds field; "not recorded" otherwise. When the
+    models' training took longer than that, the command was stopped and resumed: both are given."""
     s = elapsed_seconds(env)
     if s is None:
         s = next((data[k] for k in ("wall_seconds_this_run", "wall_seconds", "wall_seconds_total")
                   if isinstance(data.get(k), (int, float))), None)
-    return "not recorded" if s is None else minutes(s)
+    if s is None:
+        return "not recorded"
+    trained = training_seconds(data)
+    if trained > s + 60:
+        return f"{minutes(s)} for its last resumed part, {minutes(trained)} of training in all"
+    return minutes(s)
 
 
 def provenance(files, kind, root):

@@ -307,6 +307,19 @@ def test_a_stopped_student_is_named_with_its_message_and_is_no_row(tmp_path):
         "reproduce-table", path, root=tmp_path)
 
 
+def test_a_resumed_run_names_its_training_time_beside_the_last_parts_wall_time(tmp_path):
+    path = reproduce_file(tmp_path / "r.json", {0: (80, [(0, 140, 90, 2, 52)])})
+    data = json.loads(path.read_text())   # ENV: 41.5 min from started to finished
+    for r, sec in zip(data["runs"], (3000.0, 600.0, 630.0), strict=True):
+        r["train_seconds_total"] = sec
+    path.write_text(json.dumps(data))
+    assert "wall time 41.5 min for its last resumed part, 70.5 min of training in all ·" in render(
+        "reproduce-table", path, root=tmp_path)
+    data["runs"][0]["loaded"] = True    # a teacher read from a checkpoint was not trained by this command
+    path.write_text(json.dumps(data))
+    assert "wall time 41.5 min ·" in render("reproduce-table", path, root=tmp_path)
+
+
 # --------------------------------------------------------------------------- section 3
 def test_sweep_grid(tmp_path):
     cells = [{"temperature": t, "width": w, "seed": s, "test_errors": e, "n_test": 360}
