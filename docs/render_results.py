@@ -582,10 +582,12 @@ def render_bound_validation(files, root):
         stopped += failures_lines([(path, data)], root, prefix=f"{label}, the profile: ")
         stopped += failures_lines([(npath, ndata)], root, prefix=f"{label}, `--grad-bound none`: ")
     text = "\n".join(table(rows))
+    seeds = (f"{ns[-1]} seed(s) of each student" if len(ns) == 1 else
+             f"{ns[-1]} seeds of each student, fewer where the health check stopped one, as listed below")
     text += (f"\n\n{files[0][1]['config'].get('evaluated_on', 'validation').capitalize()} errors, mean ± s.d. over "
-             f"{', '.join(map(str, ns))} seed(s) of each student (one teacher per data set, shared by both distilled "
-             f"columns). A paired difference is per seed (the same initial weights and batch order), with its 95% "
-             f"t-interval; negative is fewer errors; an interval that includes 0 shows no difference.")
+             f"{seeds}; one teacher per data set, shared by both distilled columns. A paired difference is per "
+             f"seed (the same initial weights and batch order), with its 95% t-interval; negative is fewer errors; "
+             f"an interval that includes 0 shows no difference.")
     if stopped:
         text += "\n\n" + "\n".join(stopped)
     return text + "\n\n" + provenance(files, "reproduce", root)

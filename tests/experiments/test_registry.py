@@ -276,7 +276,7 @@ def test_bound_validation_rows_and_paired_differences(tmp_path):
     assert row == (f"| MNIST-format `inverted` (3,333) | 500 | {fmt([390, 400, 380])} | {fmt([330, 340, 350])} | "
                    f"{fmt([270, 280, 275])} | {mean:+.1f} [{mean - ci:.1f}, {mean + ci:.1f}] | "
                    f"-115.0 [{-115 - ci2:.1f}, {-115 + ci2:.1f}] |")
-    assert "Validation errors, mean ± s.d. over 3 seed(s)" in text
+    assert "Validation errors, mean ± s.d. over 3 seed(s) of each student; one teacher per data set" in text
 
 
 def test_bound_validation_refuses_a_pair_from_another_teacher_or_in_the_wrong_order(tmp_path):
