@@ -33,7 +33,7 @@ from .report import write_json
 from .results import PAPER_TABLE, environment_info, finished_now, soft_targets_sha256
 from .stage import STAGES, StageDiverged, StageRunError, prepare_arrays, refuse_overwrite, run_command, run_meta, \
     run_stage, stage_configs
-from .reproduce_table import legacy_models, paired_runs, plot_curves, print_results, summarize
+from .reproduce_table import LABELS, legacy_models, paired_runs, plot_curves, print_results, summarize
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -272,7 +272,8 @@ def _run(args, argv, xp, dataset):
     print(f"wall time of this run {results['wall_seconds_this_run'] / 60:.1f} min; results in {results_path}")
     if failures:
         fail(f"{len(failures)} student(s) stopped by the health check and left out of the table above: "
-             + "; ".join(f"{f['model']} of teacher seed {f['teacher_seed']}, seed {f['seed']}" for f in failures)
+             + "; ".join(f"the {LABELS[f['model']]} of teacher seed {f['teacher_seed']}, seed {f['seed']}"
+                         for f in failures)
              + f" (each message above and under `failures` in {results_path})")
     return 0
 
