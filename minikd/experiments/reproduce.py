@@ -13,9 +13,8 @@ gain, the environment), one checkpoint per model, learning_curves.png. --resume
 continues an interrupted run. No profile is the paper's recipe unchanged: `minikd
 deviations PROFILE` lists every departure, and results.json records them.
 
-A student the health check stops (dead, exploding, or not learning) is no row of the
-table: the other seeds still train, results.json keeps it under `failures` with its
-message, and the command exits 1 naming it. --resume tries it again.
+A student the health check stops is no row of the table: the other seeds still train,
+results.json keeps it under `failures` with its message, and the command exits 1.
 """
 from __future__ import annotations
 
