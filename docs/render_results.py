@@ -170,7 +170,7 @@ def wall_time(env, data):
         return "not recorded"
     trained = training_seconds(data)
     if trained > s + 60:
-        return f"{minutes(s)} for its last resumed part, {minutes(trained)} of training in all"
+        return f"{minutes(s)} for its last resumed part; its tabled models trained {minutes(trained)} in all"
     return minutes(s)
 
 
@@ -401,8 +401,30 @@ def render_dark_knowledge(files, root):
         elif n < 10:
             extra.append(f"With {n} seeds a t-interval is wide; an interval that includes 0 shows no difference.")
         extra += notes
-        blocks.append(text + "\n\n" + " ".join(extra) + "\n\n" + provenance([(path, data)], "dark-knowledge", root))
+        tests = mcnemar_lines(data, variants)
+        blocks.append(text + "\n\n" + " ".join(extra) + ("\n\n" + tests if tests else "") + "\n\n"
+                      + provenance([(path, data)], "dark-knowledge", root))
     return "\n\n".join(blocks)
+
+
+def mcnemar_lines(data, variants):
+    """Each pair's McNemar exact p (the test images only one of the two students gets right), per
+    variant against `hard` and `soft`, seed by seed; empty when the file has none."""
+    lines = []
+    for name in [n for n in DK_VARIANTS if n in variants]:
+        cells = []
+        for ref in ("hard", "soft"):
+            pairs = (((data.get("paired") or {}).get(name) or {}).get(f"vs_{ref}") or {}).get("pairs") or []
+            if pairs and all(pr.get("mcnemar_p") is not None and pr.get("difference") is not None for pr in pairs):
+                cells.append(f"against `{ref}`, " + ", ".join(f"seed {pr['seed']}: {pr['difference']:+d} "
+                                                             f"(p = {pr['mcnemar_p']:.2g})" for pr in pairs))
+        if cells:
+            lines.append(f"- `{name}`: " + "; ".join(cells))
+    if not lines:
+        return ""
+    return ("Each pair's difference in test errors (variant minus reference) and McNemar's exact p on the test "
+            "images only one of the two students gets right (it says whether those two networks differ, not "
+            "whether the variants do):\n\n" + "\n".join(lines))
 
 
 def agreement(v, path, root):

@@ -202,6 +202,13 @@ def test_dark_knowledge_table(tmp_path):
     assert "Teacher: 220 test errors." in text
     assert "smoothing 0.1, chosen on the validation split from 0.05, 0.1, 0.2" in text
     assert "With 3 seeds a t-interval is wide" in text
+    assert "McNemar" not in text                              # the file has no per-pair tests
+    tests = zip((1e-5, 0.03, 0.5), diff("soft", "hard"), strict=True)
+    data["paired"]["soft"]["vs_hard"]["pairs"] = [{"seed": s, "mcnemar_p": p, "difference": d}
+                                                  for s, (p, d) in enumerate(tests)]
+    path.write_text(json.dumps(data))
+    assert ("- `soft`: against `hard`, seed 0: -440 (p = 1e-05), seed 1: -430 (p = 0.03), seed 2: -470 (p = 0.5)"
+            in render("dark-knowledge-table", path, root=tmp_path).split("\n"))
     data["paired"]["soft"]["vs_hard"]["mean"] = 12.0          # a file that contradicts its runs
     path.write_text(json.dumps(data))
     with pytest.raises(R.RenderError, match="contradicts itself"):
@@ -313,7 +320,7 @@ def test_a_resumed_run_names_its_training_time_beside_the_last_parts_wall_time(t
     for r, sec in zip(data["runs"], (3000.0, 600.0, 630.0), strict=True):
         r["train_seconds_total"] = sec
     path.write_text(json.dumps(data))
-    assert "wall time 41.5 min for its last resumed part, 70.5 min of training in all ·" in render(
+    assert "wall time 41.5 min for its last resumed part; its tabled models trained 70.5 min in all ·" in render(
         "reproduce-table", path, root=tmp_path)
     data["runs"][0]["loaded"] = True    # a teacher read from a checkpoint was not trained by this command
     path.write_text(json.dumps(data))
